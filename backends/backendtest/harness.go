@@ -1,0 +1,44 @@
+// Package backendtest is the conformance suite every envelopd backend runs.
+//
+//	func TestConformance(t *testing.T) {
+//		backendtest.Run(t, backendtest.Harness{ ... })
+//	}
+//
+// It checks: an unwrap round trip per supported padding and key size (2048,
+// 3072, 4096), a wrong key, tampered ciphertexts (no oracle: PKCS#1 v1.5
+// session-key semantics give a random key, OAEP gives ErrDecrypt, nothing
+// else differs), a cancelled context, concurrent use from many goroutines,
+// health, close, and the Wycheproof RSA PKCS#1 v1.5 and OAEP decryption
+// vectors for every padding the backend claims (when the harness can import
+// keys).
+package backendtest
+
+import (
+	"crypto/rsa"
+	"testing"
+
+	"github.com/envelopd/envelopd/backends"
+)
+
+// Harness tells the suite how to drive one backend.
+type Harness struct {
+	// Open returns a fresh, open backend. The suite closes it. Required.
+	Open func(t testing.TB) backends.Backend
+
+	// NewKey creates a key of the given size in b, usable with padding p,
+	// and returns a reference for b.Key. Required unless Import is set (the
+	// suite then generates keys locally and imports them).
+	NewKey func(t testing.TB, b backends.Backend, bits int, p backends.Padding) string
+
+	// Import puts an existing private key into b and returns its reference.
+	// Optional: without it the Wycheproof vectors are skipped with a
+	// message; backends that can import must set it.
+	Import func(t testing.TB, b backends.Backend, key *rsa.PrivateKey, p backends.Padding) string
+
+	// KeySizes overrides the sizes tested (default 2048, 3072, 4096).
+	KeySizes []int
+
+	// Short limits the expensive parts (fewer Wycheproof vectors, fewer
+	// goroutines) for slow remote backends.
+	Short bool
+}

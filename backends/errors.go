@@ -1,0 +1,48 @@
+package backends
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Backends wrap them (usually in an *Error) so callers can
+// test with errors.Is; only the daemon maps them to HTTP statuses.
+var (
+	// ErrNotFound: the key (or backend type) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrNotSupported: the backend cannot do this (e.g. PKCS#1 v1.5 on AWS KMS).
+	ErrNotSupported = errors.New("not supported")
+	// ErrUnavailable: the backend cannot be reached or is not ready (sealed
+	// Vault, removed token, network down). Usually temporary.
+	ErrUnavailable = errors.New("backend unavailable")
+	// ErrPermission: the backend refused the credentials or the operation.
+	ErrPermission = errors.New("permission denied")
+	// ErrDecrypt: the ciphertext did not decrypt. Deliberately carries no detail.
+	ErrDecrypt = errors.New("decryption error")
+	// ErrClosed: the backend was closed.
+	ErrClosed = errors.New("backend closed")
+	// ErrInvalidConfig: the backend's configuration is wrong.
+	ErrInvalidConfig = errors.New("invalid configuration")
+)
+
+// Error is a backend error with context. Its message never contains key
+// material or secrets.
+type Error struct {
+	Backend string // backend type or name, e.g. "pkcs11"
+	Op      string // operation, e.g. "decrypt", "key", "health"
+	Ref     string // key reference, if any
+	Err     error  // wraps one of the sentinel errors where one applies
+}
+
+func (e *Error) Error() string {
+	s := e.Backend
+	if e.Op != "" {
+		s += " " + e.Op
+	}
+	if e.Ref != "" {
+		s += fmt.Sprintf(" %q", e.Ref)
+	}
+	return s + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }

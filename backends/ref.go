@@ -1,0 +1,69 @@
+package backends
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Ref is a parsed key reference. References are URI-style:
+//
+//	file:alias                      (file keystore alias; a bare "alias" is shorthand)
+//	pkcs11:token=recs;object=k1;id=%01  (RFC 7512)
+//	transit:keyname
+//	awskms:alias/recordings | awskms:arn:aws:kms:... | awskms:1234abcd-...
+//
+// A bare string without a recognised scheme is the backend's own shorthand
+// (an alias, label, key name or KMS key id), interpreted by the backend.
+type Ref struct {
+	Scheme string            // "" for a bare reference
+	Opaque string            // everything after "scheme:" (or the whole bare ref)
+	Attrs  map[string]string // for ';'-separated k=v references (pkcs11), percent-decoded
+}
+
+// knownSchemes are recognised by ParseRef; anything else is a bare reference.
+var knownSchemes = map[string]bool{"file": true, "pkcs11": true, "transit": true, "awskms": true}
+
+// ParseRef parses s. For the pkcs11 scheme it parses the RFC 7512 path
+// attributes (query attributes after '?' are ignored except pin-source, which
+// is refused: PINs are configured on the backend).
+func ParseRef(s string) (Ref, error) {
+	if s == "" {
+		return Ref{}, fmt.Errorf("empty key reference")
+	}
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || !knownSchemes[scheme] {
+		return Ref{Opaque: s}, nil
+	}
+	r := Ref{Scheme: scheme, Opaque: rest}
+	if scheme == "pkcs11" {
+		path, query, _ := strings.Cut(rest, "?")
+		if strings.Contains(query, "pin-value") {
+			return Ref{}, fmt.Errorf("pkcs11 reference: pin-value is not accepted in a key reference; configure the backend's pin")
+		}
+		r.Attrs = map[string]string{}
+		for _, part := range strings.Split(path, ";") {
+			if part == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(part, "=")
+			if !ok {
+				return Ref{}, fmt.Errorf("pkcs11 reference: attribute %q has no '='", part)
+			}
+			dv, err := url.PathUnescape(v)
+			if err != nil {
+				return Ref{}, fmt.Errorf("pkcs11 reference: attribute %s: %v", k, err)
+			}
+			r.Attrs[k] = dv
+		}
+	}
+	return r, nil
+}
+
+// String formats r back into a reference.
+func (r Ref) String() string {
+	if r.Scheme == "" {
+		return r.Opaque
+	}
+	return r.Scheme + ":" + r.Opaque
+}
