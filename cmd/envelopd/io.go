@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/envelopd/envelopd/internal/atomicfile"
+)
+
+// openIn opens -in (stdin for "" or "-").
+func openIn(env *cliEnv, path string) (io.ReadCloser, error) {
+	if path == "" || path == "-" {
+		return io.NopCloser(env.stdin), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open input: %w", err)
+	}
+	return f, nil
+}
+
+// output is a destination that only appears if the command succeeds: a file
+// is written through atomicfile; stdout is written directly (a pipe reader
+// must check the exit status).
+type output struct {
+	io.Writer
+	f *atomicfile.File
+}
+
+// createOut creates -out (stdout for "" or "-") with mode perm.
+func createOut(env *cliEnv, path string, perm os.FileMode) (*output, error) {
+	if path == "" || path == "-" {
+		return &output{Writer: env.stdout}, nil
+	}
+	f, err := atomicfile.Create(path, perm)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create output: %w", err)
+	}
+	return &output{Writer: f, f: f}, nil
+}
+
+// commit makes the output visible.
+func (o *output) commit() error {
+	if o.f == nil {
+		return nil
+	}
+	if err := o.f.Commit(); err != nil {
+		return fmt.Errorf("cannot write output %s: %w", o.f.Path(), err)
+	}
+	return nil
+}
+
+// abort discards the output; safe after commit.
+func (o *output) abort() {
+	if o.f != nil {
+		o.f.Abort()
+	}
+}

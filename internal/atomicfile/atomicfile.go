@@ -1,0 +1,104 @@
+// Package atomicfile writes files so that readers see either the old content
+// or the complete new content, never a partial file: data goes to a temporary
+// file in the same directory, which is fsynced and renamed over the target,
+// and the directory is fsynced.
+//
+// A File is not safe for concurrent use. Exactly one of Commit or Abort must
+// be called; Abort after Commit is a no-op, so `defer f.Abort()` is the idiom.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// File is a pending replacement of a file.
+type File struct {
+	*os.File
+	path string
+	done bool
+}
+
+// Create starts writing path with permissions perm (applied to the temporary
+// file, so the final file never exists with wider permissions).
+func Create(path string, perm fs.FileMode) (*File, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return &File{File: f, path: path}, nil
+}
+
+// Path returns the final path.
+func (f *File) Path() string { return f.path }
+
+// Commit flushes the data to disk and atomically replaces the target.
+func (f *File) Commit() error {
+	if f.done {
+		return errors.New("atomicfile: already committed or aborted")
+	}
+	f.done = true
+	tmp := f.File.Name()
+	if err := f.File.Sync(); err != nil {
+		f.File.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.File.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return SyncDir(filepath.Dir(f.path))
+}
+
+// Abort discards the pending content; the target is untouched.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.File.Close()
+	os.Remove(f.File.Name())
+}
+
+// SyncDir fsyncs a directory so a rename in it is durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteFile atomically replaces path with data.
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	f, err := Create(path, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Commit()
+}
