@@ -1,6 +1,7 @@
 package backends
 
 import (
+	"crypto/rsa"
 	"errors"
 	"fmt"
 )
@@ -17,8 +18,11 @@ var (
 	ErrUnavailable = errors.New("backend unavailable")
 	// ErrPermission: the backend refused the credentials or the operation.
 	ErrPermission = errors.New("permission denied")
-	// ErrDecrypt: the ciphertext did not decrypt. Deliberately carries no detail.
-	ErrDecrypt = errors.New("decryption error")
+	// ErrDecrypt: the ciphertext did not decrypt. Deliberately carries no
+	// detail. It is rsa.ErrDecryption itself, so the envelope package (which
+	// imports no backend) recognises it and folds it into its one external
+	// decryption error.
+	ErrDecrypt = rsa.ErrDecryption
 	// ErrClosed: the backend was closed.
 	ErrClosed = errors.New("backend closed")
 	// ErrInvalidConfig: the backend's configuration is wrong.
