@@ -258,7 +258,20 @@ func CheckPadding(b Backend, p Padding) error {
 	for i, q := range c.Paddings {
 		names[i] = q.String()
 	}
-	return &Error{Backend: b.Type(), Op: "configure", Err: fmt.Errorf("%w: padding %s (this backend unwraps only %s)", ErrNotSupported, p, strings.Join(names, ", "))}
+	msg := fmt.Sprintf("padding %s (this backend unwraps only %s)", p, strings.Join(names, ", "))
+	if e, ok := b.(PaddingExplainer); ok {
+		if why := e.ExplainPadding(p); why != "" {
+			msg += ": " + why
+		}
+	}
+	return &Error{Backend: b.Type(), Op: "configure", Err: fmt.Errorf("%w: %s", ErrNotSupported, msg)}
+}
+
+// PaddingExplainer is implemented by backends that can say why they cannot
+// unwrap a padding and what to do instead; CheckPadding appends the
+// explanation to its error.
+type PaddingExplainer interface {
+	ExplainPadding(p Padding) string
 }
 
 // Decrypter adapts k to crypto.Decrypter, binding ctx to every call. This is
