@@ -41,4 +41,9 @@ type Harness struct {
 	// Short limits the expensive parts (fewer Wycheproof vectors, fewer
 	// goroutines) for slow remote backends.
 	Short bool
+
+	// MissingRef is a well-formed reference to a key that does not exist
+	// in b (default: a random bare name). Backends whose bare references
+	// mean something else set it.
+	MissingRef string
 }
