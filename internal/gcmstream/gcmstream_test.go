@@ -150,7 +150,7 @@ func TestMatchesStdlib(t *testing.T) {
 					if tag2 := s.Sum(); tag2 != tag {
 						t.Fatalf("%s: second Sum differs", name)
 					}
-					if !s.Verify(want[n:]) || !s.Verify(want[n : n+12]) {
+					if !s.Verify(want[n:]) || !s.Verify(want[n:n+12]) {
 						t.Fatalf("%s: Verify(own tag) = false", name)
 					}
 				}
