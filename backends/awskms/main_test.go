@@ -48,4 +48,3 @@ func mustKey(t testing.TB, b *Backend, ref string) *Key {
 	}
 	return k
 }
-
