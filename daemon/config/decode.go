@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -79,8 +81,39 @@ func decodeError(filename string, err error) error {
 		}
 		return p
 	}
+	if line, key, msg, ok := splitTypeError(err); ok {
+		return &Problem{File: filename, Line: line, Field: key, Err: msg}
+	}
 	return &Problem{File: filename, Err: err}
 }
+
+// typeErrorRE matches the library's type errors, which are not ParseErrors:
+// toml: line 5 (last key "server.socket"): incompatible types: ...
+var typeErrorRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "((?:[^"\\]|\\.)*)"\): (.*)$`)
+
+// splitTypeError extracts line, key and message from a library type error.
+func splitTypeError(err error) (line int, key string, msg error, ok bool) {
+	m := typeErrorRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return 0, "", nil, false
+	}
+	line, _ = strconv.Atoi(m[1])
+	if k, uerr := strconv.Unquote(`"` + m[2] + `"`); uerr == nil {
+		key = k
+	} else {
+		key = m[2]
+	}
+	return line, key, typeError{msg: m[3], err: err}, true
+}
+
+// typeError is a library type error without its position prefix.
+type typeError struct {
+	msg string
+	err error
+}
+
+func (e typeError) Error() string { return e.msg }
+func (e typeError) Unwrap() error { return e.err }
 
 // tomlError shows a ParseError's message without its own position prefix.
 type tomlError struct{ pe toml.ParseError }
@@ -94,10 +127,8 @@ func decodeMessage(err error) error {
 	if errors.As(err, &pe) {
 		return tomlError{pe}
 	}
-	// The library's other type errors read "toml: line N (last key "k"): msg".
-	s := err.Error()
-	if i := strings.Index(s, "): "); i >= 0 && strings.HasPrefix(s, "toml: ") {
-		return errors.New(s[i+3:])
+	if _, _, msg, ok := splitTypeError(err); ok {
+		return msg
 	}
 	return err
 }
@@ -209,6 +240,9 @@ func (b *Backend) Decode(v any) error {
 		var pe toml.ParseError
 		if errors.As(err, &pe) && pe.LastKey != "" {
 			return s.problem(pe.LastKey, tomlError{pe})
+		}
+		if line, key, msg, ok := splitTypeError(err); ok && key != "" {
+			return &Problem{File: s.file, Line: line, Field: key, Err: msg}
 		}
 		return &Problem{File: s.file, Field: "backends." + quoteKey(b.Name), Err: decodeMessage(err)}
 	}
