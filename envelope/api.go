@@ -84,7 +84,10 @@ type RecipientInfo struct {
 	IssuerString string   // human-readable issuer (RFC 4514-ish)
 	Serial       *big.Int // certificate serial number
 	SubjectKeyID []byte
+	// Transport is the key-transport algorithm; zero when it is not one
+	// this package supports, and then Unsupported describes it.
 	Transport    KeyTransport
+	Unsupported  string
 	EncryptedKey []byte
 }
 
