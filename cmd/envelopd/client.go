@@ -1,11 +1,25 @@
 package main
 
-// Client mode: encrypt/decrypt through a running daemon (-socket). Owned by
-// the daemon work; these stubs keep the CLI compiling until then.
+// Client mode: encrypt/decrypt through a running daemon (-socket). The input
+// is streamed to the daemon and its answer streamed to the output; an output
+// file appears only when the whole answer arrived (a broken transfer, which
+// is how the daemon signals a failure after the response started, leaves
+// nothing behind).
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
 )
 
 // clientOptions are the flags shared by client-mode encrypt and decrypt.
@@ -18,10 +32,127 @@ type clientOptions struct {
 	Header string // decrypt: header-only envelope file (PEM or DER) for a raw ciphertext input
 }
 
+// maxHeaderFile bounds a -header file.
+const maxHeaderFile = 1 << 20
+
+func unixClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		DisableCompression: true,
+	}}
+}
+
 func runClientEncrypt(ctx context.Context, env *cliEnv, o clientOptions) error {
-	return errors.New("client mode is not implemented yet")
+	if o.Tenant == "" {
+		return errors.New("encrypt -socket needs -tenant")
+	}
+	u := "http://envelopd/v1/tenants/" + url.PathEscape(o.Tenant) + "/encrypt"
+	if o.Cipher != "" {
+		u += "?cipher=" + url.QueryEscape(o.Cipher)
+	}
+	return clientStream(ctx, env, o, u, nil, 0o644)
 }
 
 func runClientDecrypt(ctx context.Context, env *cliEnv, o clientOptions) error {
-	return errors.New("client mode is not implemented yet")
+	hdr := http.Header{}
+	if o.Header != "" {
+		der, err := readHeaderFile(o.Header)
+		if err != nil {
+			return err
+		}
+		hdr.Set("X-Envelope", base64.StdEncoding.EncodeToString(der))
+	}
+	return clientStream(ctx, env, o, "http://envelopd/v1/decrypt", hdr, 0o600)
+}
+
+// readHeaderFile reads a header-only envelope, PEM or DER, and returns DER.
+func readHeaderFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open -header: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxHeaderFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read -header: %w", err)
+	}
+	if len(b) > maxHeaderFile {
+		return nil, fmt.Errorf("-header %s is larger than %d bytes; is it a header-only envelope?", path, maxHeaderFile)
+	}
+	if t := bytes.TrimSpace(b); bytes.HasPrefix(t, []byte("-----BEGIN")) {
+		blk, _ := pem.Decode(t)
+		if blk == nil || (blk.Type != "PKCS7" && blk.Type != "CMS") {
+			return nil, fmt.Errorf("-header %s: not a PKCS7 or CMS PEM block", path)
+		}
+		return blk.Bytes, nil
+	}
+	return b, nil
+}
+
+func clientStream(ctx context.Context, env *cliEnv, o clientOptions, u string, hdr http.Header, perm os.FileMode) error {
+	in, err := openIn(env, o.In)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, in)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = -1
+	if f, ok := in.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			req.ContentLength = st.Size() // lets the daemon write definite-length DER
+		}
+	}
+	if req.ContentLength == 0 {
+		req.Body = http.NoBody
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := unixClient(o.Socket).Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the daemon at %s: %w", o.Socket, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return daemonError(resp)
+	}
+	out, err := createOut(env, o.Out, perm)
+	if err != nil {
+		return err
+	}
+	defer out.abort()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		return fmt.Errorf("the daemon's answer was cut short (treat the output as failed): %w", unwrapURLError(err))
+	}
+	return out.commit()
+}
+
+// daemonError turns an error response into a one-line error.
+func daemonError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+		return fmt.Errorf("daemon: %s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
+	}
+	return fmt.Errorf("daemon: HTTP %s: %s", resp.Status, strings.TrimSpace(string(b)))
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

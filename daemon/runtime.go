@@ -1,0 +1,554 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/daemon/config"
+	"github.com/envelopd/envelopd/envelope"
+	"github.com/envelopd/envelopd/internal/pki"
+)
+
+// runtime is everything built from one configuration: open backends,
+// resolved tenant keys, the recipient index, TLS material. It is immutable
+// once built; a reload builds a new one and swaps it in. Requests hold a
+// reference (acquire/release) so that a runtime replaced by a reload closes
+// its backends only when its last request is done.
+type runtime struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	backends map[string]*backendState
+	tenants  map[string]*tenant
+	// Recipient index: issuer DER + serial, and subject key id, to keys.
+	byIssuerSerial map[string][]*tenantKey
+	bySKI          map[string][]*tenantKey
+
+	tlsCert   *tls.Certificate // nil when TLS is off
+	clientCAs *x509.CertPool   // nil when mTLS is off
+
+	stopHealth context.CancelFunc
+	streamSem  chan struct{} // bounds concurrent streams (limits.max_streams)
+
+	mu      sync.Mutex
+	refs    int
+	retired bool
+	closed  bool
+}
+
+// backendState is one open backend and its last known health.
+type backendState struct {
+	name     string
+	typ      string
+	b        backends.Backend
+	required bool // some tenant key uses it
+
+	mu      sync.Mutex
+	checked time.Time
+	up      bool
+	lastErr string
+}
+
+// tenant is a configured tenant with its keys.
+type tenant struct {
+	name   string
+	policy *pki.Policy
+	keys   []*tenantKey // configuration order, then uploads by id
+}
+
+// tenantKey is one key pair of a tenant.
+type tenantKey struct {
+	tenant   string
+	id       string
+	source   string // "config" or "upload"
+	backend  *backendState
+	ref      string
+	padding  backends.Padding
+	state    string // "active" or "retired"
+	useKeyID bool
+
+	chain  []*x509.Certificate // leaf first; empty for a KMS key without certificate
+	public *rsa.PublicKey
+	ski    []byte
+	info   backends.KeyInfo
+
+	keyMu sync.Mutex
+	key   backends.Key // nil until resolved (backend was unavailable at load)
+}
+
+func (k *tenantKey) cert() *x509.Certificate {
+	if len(k.chain) == 0 {
+		return nil
+	}
+	return k.chain[0]
+}
+
+// getKey returns the backend key, resolving it now if the backend was
+// unavailable when the runtime was built.
+func (k *tenantKey) getKey(ctx context.Context, timeout time.Duration) (backends.Key, error) {
+	if k.backend == nil {
+		return nil, newAPIError(409, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
+	}
+	k.keyMu.Lock()
+	defer k.keyMu.Unlock()
+	if k.key != nil {
+		return k.key, nil
+	}
+	ctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	key, err := k.backend.b.Key(ctx, k.ref)
+	if err != nil {
+		return nil, err
+	}
+	if k.public != nil && !k.public.Equal(key.Public()) {
+		return nil, fmt.Errorf("tenant %q key %q: the backend key does not match its certificate", k.tenant, k.id)
+	}
+	k.key = key
+	return key, nil
+}
+
+func (k *tenantKey) recipient() envelope.Recipient {
+	r := envelope.Recipient{Public: k.public, Certificate: k.cert(), Transport: transportOf(k.padding)}
+	if k.useKeyID || r.Certificate == nil {
+		r.UseKeyID = true
+		r.SubjectKeyID = k.ski
+	}
+	return r
+}
+
+func transportOf(p backends.Padding) envelope.KeyTransport {
+	switch p {
+	case backends.OAEPSHA1:
+		return envelope.RSAOAEPSHA1
+	case backends.OAEPSHA256:
+		return envelope.RSAOAEPSHA256
+	}
+	return envelope.RSAPKCS1v15
+}
+
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// keySpec is a tenant key as configured or uploaded, before resolution.
+type keySpec struct {
+	id       string
+	source   string
+	backend  string
+	ref      string
+	certFile string
+	chain    []*x509.Certificate
+	padding  backends.Padding
+	state    string
+	useKeyID bool
+}
+
+// buildRuntime opens the backends of cfg and resolves every tenant key. On
+// error everything opened so far is closed again.
+func buildRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *runtime, err error) {
+	rt = &runtime{
+		cfg:            cfg,
+		log:            log,
+		backends:       map[string]*backendState{},
+		tenants:        map[string]*tenant{},
+		byIssuerSerial: map[string][]*tenantKey{},
+		bySKI:          map[string][]*tenantKey{},
+		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
+	}
+	defer func() {
+		if err != nil {
+			rt.closeBackends()
+		}
+	}()
+	timeout := cfg.Limits.BackendTimeout.Duration
+	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
+		bc := cfg.Backends[name]
+		octx, cancel := withTimeout(ctx, 4*timeout)
+		b, err := backends.Open(octx, bc.Type, name, bc.Decode)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", name, err)
+		}
+		rt.backends[name] = &backendState{name: name, typ: bc.Type, b: b}
+	}
+	uploads, err := loadUploads(cfg.Server.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, tc := range cfg.Tenants {
+		t := &tenant{name: tc.Name, policy: &pki.Policy{}}
+		if len(tc.CA) > 0 {
+			roots := x509.NewCertPool()
+			for _, f := range tc.CA {
+				certs, err := pki.LoadCertificates(f)
+				if err != nil {
+					return nil, fmt.Errorf("tenant %q: ca %s: %w", tc.Name, f, err)
+				}
+				for _, c := range certs {
+					roots.AddCert(c)
+				}
+			}
+			t.policy.Roots = roots
+		}
+		specs := make([]keySpec, 0, len(tc.Keys))
+		for _, kc := range tc.Keys {
+			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
+		}
+		for _, u := range uploads[tc.Name] {
+			s, err := u.spec()
+			if err != nil {
+				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
+			}
+			specs = append(specs, s)
+		}
+		for _, s := range specs {
+			if slices.ContainsFunc(t.keys, func(k *tenantKey) bool { return k.id == s.id }) {
+				return nil, fmt.Errorf("tenant %q: key id %q is used twice (configuration and upload?)", tc.Name, s.id)
+			}
+			k, err := rt.resolveKey(ctx, tc.Name, s, timeout)
+			if err != nil {
+				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+			}
+			t.keys = append(t.keys, k)
+			rt.index(k)
+		}
+		rt.tenants[tc.Name] = t
+	}
+	if cfg.Server.TLSCert != "" {
+		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
+		}
+		rt.tlsCert = &c
+	}
+	if cfg.Server.ClientCA != "" {
+		certs, err := pki.LoadCertificates(cfg.Server.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client_ca: %w", err)
+		}
+		rt.clientCAs = x509.NewCertPool()
+		for _, c := range certs {
+			rt.clientCAs.AddCert(c)
+		}
+	}
+	return rt, nil
+}
+
+func (rt *runtime) resolveKey(ctx context.Context, tenantName string, s keySpec, timeout time.Duration) (*tenantKey, error) {
+	k := &tenantKey{tenant: tenantName, id: s.id, source: s.source, ref: s.ref, padding: s.padding, state: s.state, useKeyID: s.useKeyID, chain: s.chain}
+	if k.padding == 0 {
+		k.padding = backends.PKCS1v15
+	}
+	if k.state == "" {
+		k.state = "active"
+	}
+	if s.certFile != "" {
+		chain, err := pki.LoadCertificates(s.certFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert %s: %w", s.certFile, err)
+		}
+		k.chain = chain
+	}
+	if s.backend != "" {
+		bs, ok := rt.backends[s.backend]
+		if !ok {
+			return nil, fmt.Errorf("unknown backend %q", s.backend)
+		}
+		bs.required = true
+		k.backend = bs
+		if err := backends.CheckPadding(bs.b, k.padding); err != nil {
+			return nil, err
+		}
+		kctx, cancel := withTimeout(ctx, timeout)
+		key, err := bs.b.Key(kctx, s.ref)
+		cancel()
+		switch {
+		case err == nil:
+			k.key = key
+			if d, ok := key.(backends.Describer); ok {
+				k.info = d.Describe()
+			}
+		case errors.Is(err, backends.ErrUnavailable) && len(k.chain) > 0:
+			// Resolved on first use; the certificate says who the key is.
+			rt.log.Warn("backend unavailable; key will be resolved on first use", "backend", s.backend, "tenant", tenantName, "key", s.id, "error", err)
+		default:
+			return nil, err
+		}
+		if len(k.chain) == 0 && k.key != nil {
+			if cs, ok := bs.b.(backends.CertificateSource); ok {
+				cctx, cancel := withTimeout(ctx, timeout)
+				chain, err := cs.Certificates(cctx, s.ref)
+				cancel()
+				if err != nil && !errors.Is(err, backends.ErrNotFound) {
+					return nil, fmt.Errorf("certificates: %w", err)
+				}
+				k.chain = chain
+			}
+		}
+	}
+	switch {
+	case len(k.chain) > 0:
+		pub, ok := k.chain[0].PublicKey.(*rsa.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("certificate %s does not hold an RSA key", k.chain[0].Subject)
+		}
+		k.public = pub
+		if k.key != nil && !pub.Equal(k.key.Public()) {
+			return nil, fmt.Errorf("certificate %s does not match the backend key %q", k.chain[0].Subject, s.ref)
+		}
+	case k.key != nil:
+		k.public = k.key.Public()
+	default:
+		return nil, errors.New("neither a certificate nor a backend key")
+	}
+	if c := k.cert(); c != nil && len(c.SubjectKeyId) > 0 {
+		k.ski = c.SubjectKeyId
+	} else {
+		k.ski = pki.SubjectKeyID(k.public)
+	}
+	return k, nil
+}
+
+func issuerSerialKey(issuerDER []byte, serial fmt.Stringer) string {
+	return string(issuerDER) + "\x00" + serial.String()
+}
+
+func (rt *runtime) index(k *tenantKey) {
+	if c := k.cert(); c != nil {
+		is := issuerSerialKey(c.RawIssuer, c.SerialNumber)
+		rt.byIssuerSerial[is] = append(rt.byIssuerSerial[is], k)
+		if len(c.SubjectKeyId) > 0 {
+			rt.bySKI[string(c.SubjectKeyId)] = append(rt.bySKI[string(c.SubjectKeyId)], k)
+		}
+	}
+	// Also the RFC 5280 method-1 identifier, which writers compute when a
+	// certificate has no SKI extension (or there is no certificate).
+	if ski := pki.SubjectKeyID(k.public); !bytes.Equal(ski, k.ski) {
+		rt.bySKI[string(ski)] = append(rt.bySKI[string(ski)], k)
+	}
+	if k.cert() == nil || len(k.cert().SubjectKeyId) == 0 {
+		rt.bySKI[string(k.ski)] = append(rt.bySKI[string(k.ski)], k)
+	}
+}
+
+// encryptKeys returns the recipients for new envelopes of tenant t: every
+// active key whose certificate passes the encryption policy now. A tenant
+// with none gives a *pki.PolicyError (422) or a 409.
+func (rt *runtime) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey, error) {
+	var recips []envelope.Recipient
+	var keys []*tenantKey
+	var firstErr error
+	for _, k := range t.keys {
+		if k.state != "active" {
+			continue
+		}
+		if len(k.chain) > 0 {
+			p := *t.policy
+			if err := p.CheckEncrypt(k.chain); err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+		}
+		recips = append(recips, k.recipient())
+		keys = append(keys, k)
+	}
+	if len(recips) == 0 {
+		if firstErr != nil {
+			return nil, nil, firstErr
+		}
+		return nil, nil, newAPIError(409, "no_active_key", "tenant %q has no active key", t.name)
+	}
+	return recips, keys, nil
+}
+
+// resolver finds private keys for an envelope's recipients, by identifier,
+// among the keys of the tenants the caller may use. It remembers the key it
+// handed out, for the audit line.
+type resolver struct {
+	rt      *runtime
+	ctx     context.Context
+	allowed func(tenant string) bool
+	timeout time.Duration
+	used    *tenantKey
+	// observe reports one backend operation (metrics).
+	observe func(k *tenantKey, d time.Duration, err error)
+}
+
+var _ envelope.KeyResolver = (*resolver)(nil)
+
+func (r *resolver) ResolveRecipient(ri *envelope.RecipientInfo) (crypto.Decrypter, error) {
+	var cands []*tenantKey
+	if ri.Serial != nil && len(ri.Issuer) > 0 {
+		cands = r.rt.byIssuerSerial[issuerSerialKey(ri.Issuer, ri.Serial)]
+	} else if len(ri.SubjectKeyID) > 0 {
+		cands = r.rt.bySKI[string(ri.SubjectKeyID)]
+	}
+	for _, k := range cands {
+		if k.backend == nil || !r.allowed(k.tenant) {
+			continue
+		}
+		key, err := k.getKey(r.ctx, r.timeout)
+		if err != nil {
+			return nil, err
+		}
+		r.used = k
+		return &observedDecrypter{Decrypter: backends.Decrypter(r.ctx, key), k: k, observe: r.observe}, nil
+	}
+	return nil, envelope.ErrNoRecipient
+}
+
+// observedDecrypter times backend unwraps for metrics.
+type observedDecrypter struct {
+	crypto.Decrypter
+	k       *tenantKey
+	observe func(k *tenantKey, d time.Duration, err error)
+}
+
+func (o *observedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	start := time.Now()
+	pt, err := o.Decrypter.Decrypt(rand, msg, opts)
+	if o.observe != nil {
+		o.observe(o.k, time.Since(start), err)
+	}
+	return pt, err
+}
+
+func (rt *runtime) streams() chan struct{} { return rt.streamSem }
+
+// acquire takes a reference; false if the runtime is already closed.
+func (rt *runtime) acquire() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		return false
+	}
+	rt.refs++
+	return true
+}
+
+func (rt *runtime) release() {
+	rt.mu.Lock()
+	rt.refs--
+	done := rt.refs == 0 && rt.retired && !rt.closed
+	if done {
+		rt.closed = true
+	}
+	rt.mu.Unlock()
+	if done {
+		rt.shutdown()
+	}
+}
+
+// retire marks the runtime replaced; it closes when its last request ends.
+func (rt *runtime) retire() {
+	rt.mu.Lock()
+	rt.retired = true
+	done := rt.refs == 0 && !rt.closed
+	if done {
+		rt.closed = true
+	}
+	rt.mu.Unlock()
+	if done {
+		rt.shutdown()
+	}
+}
+
+func (rt *runtime) shutdown() {
+	if rt.stopHealth != nil {
+		rt.stopHealth()
+	}
+	rt.closeBackends()
+}
+
+func (rt *runtime) closeBackends() {
+	for _, bs := range rt.backends {
+		if err := bs.b.Close(); err != nil {
+			rt.log.Warn("closing backend", "backend", bs.name, "error", err)
+		}
+	}
+}
+
+// check runs a health check of bs unless one ran within maxAge.
+func (bs *backendState) check(ctx context.Context, timeout, maxAge time.Duration) (bool, string) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if !bs.checked.IsZero() && time.Since(bs.checked) < maxAge {
+		return bs.up, bs.lastErr
+	}
+	ctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	err := bs.b.Health(ctx)
+	bs.checked = time.Now()
+	bs.up = err == nil
+	bs.lastErr = ""
+	if err != nil {
+		bs.lastErr = err.Error()
+	}
+	return bs.up, bs.lastErr
+}
+
+// fingerprint is the hex SHA-256 of a certificate.
+func fingerprint(c *x509.Certificate) string {
+	s := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(s[:])
+}
+
+// healthLoop checks every backend periodically (for metrics and logs) until
+// ctx ends.
+func (rt *runtime) healthLoop(ctx context.Context, every time.Duration, setUp func(name string, up bool)) {
+	var mu sync.Mutex
+	last := map[string]bool{}
+	run := func() {
+		var wg sync.WaitGroup
+		for _, bs := range rt.backends {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				up, why := bs.check(ctx, rt.cfg.Limits.BackendTimeout.Duration, every/2)
+				setUp(bs.name, up)
+				mu.Lock()
+				prev, seen := last[bs.name]
+				last[bs.name] = up
+				mu.Unlock()
+				if seen && prev != up || !seen && !up {
+					if up {
+						rt.log.Info("backend up", "backend", bs.name)
+					} else {
+						rt.log.Warn("backend down", "backend", bs.name, "error", why)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	run()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			run()
+		}
+	}
+}

@@ -1,0 +1,382 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/envelopd/envelopd/daemon/audit"
+	"github.com/envelopd/envelopd/daemon/config"
+	"github.com/envelopd/envelopd/daemon/metrics"
+)
+
+// Options configure a Server.
+type Options struct {
+	// ConfigPath is the configuration file, read at start and on Reload.
+	ConfigPath string
+	// LogOutput receives the daemon's structured logs (nil = os.Stderr).
+	LogOutput io.Writer
+	// AuditOutput receives the audit log when audit_log is "-" (nil = os.Stderr).
+	AuditOutput io.Writer
+	// Ready, if set, is called once every listener accepts connections.
+	Ready func(s *Server)
+}
+
+// Server is a running envelopd daemon.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	logLevel *slog.LevelVar
+	metrics  *metrics.Metrics
+
+	rt atomic.Pointer[runtime]
+
+	mu        sync.Mutex // serialises Reload and certificate changes
+	audit     *audit.Logger
+	auditPath string
+	cfg       *config.Config // the configuration of the current runtime
+
+	listenMu sync.Mutex
+	servers  []*http.Server
+	addrs    []net.Addr
+
+	inflight sync.WaitGroup
+}
+
+// New loads the configuration, opens the audit log and the backends, and
+// resolves every tenant key. Nothing listens until Serve.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
+	}
+	if opts.AuditOutput == nil {
+		opts.AuditOutput = os.Stderr
+	}
+	s := &Server{opts: opts, logLevel: new(slog.LevelVar)}
+	s.logLevel.Set(cfg.Server.SlogLevel())
+	hopts := &slog.HandlerOptions{Level: s.logLevel}
+	if cfg.Server.LogFormat == "text" {
+		s.log = slog.New(slog.NewTextHandler(opts.LogOutput, hopts))
+	} else {
+		s.log = slog.New(slog.NewJSONHandler(opts.LogOutput, hopts))
+	}
+	s.metrics = metrics.New()
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if err := s.openAudit(cfg.Server.AuditLog); err != nil {
+		return nil, err
+	}
+	rt, err := buildRuntime(ctx, cfg, s.log)
+	if err != nil {
+		s.audit.Close()
+		return nil, err
+	}
+	s.install(rt)
+	s.cfg = cfg
+	return s, nil
+}
+
+func (s *Server) openAudit(path string) error {
+	var (
+		l   *audit.Logger
+		err error
+	)
+	if path == "-" {
+		l = audit.New(s.opts.AuditOutput)
+	} else {
+		l, err = audit.Open(path)
+	}
+	if err != nil {
+		return fmt.Errorf("audit_log: %w", err)
+	}
+	s.audit, s.auditPath = l, path
+	return nil
+}
+
+// install makes rt current, starts its health checks, and retires the
+// previous runtime (closed when its last request ends).
+func (s *Server) install(rt *runtime) {
+	hctx, cancel := context.WithCancel(context.Background())
+	rt.stopHealth = cancel
+	go rt.healthLoop(hctx, 10*time.Second, s.metrics.SetBackendUp)
+	if old := s.rt.Swap(rt); old != nil {
+		old.retire()
+	}
+}
+
+// acquireRuntime returns the current runtime with a reference held.
+func (s *Server) acquireRuntime() *runtime {
+	for {
+		rt := s.rt.Load()
+		if rt.acquire() {
+			return rt
+		}
+	}
+}
+
+// Logger returns the daemon's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+// Addrs returns the listening addresses once Serve has started.
+func (s *Server) Addrs() []net.Addr {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
+// Reload rereads the configuration file, the tenants' certificates and the
+// uploads, reopens the backends and swaps everything in at once. Requests in
+// flight finish with the old runtime. On error the old configuration stays.
+// Listener addresses (socket, http) are not changed by a reload; TLS
+// certificates and client CAs are.
+func (s *Server) Reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg, err := config.Load(s.opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if err := s.rebuildLocked(ctx, cfg); err != nil {
+		return err
+	}
+	old := s.cfg
+	s.cfg = cfg
+	if old.Server.Socket != cfg.Server.Socket || old.Server.HTTP != cfg.Server.HTTP || old.Server.SocketMode != cfg.Server.SocketMode {
+		s.log.Warn("listener settings changed; they take effect at the next restart", "socket", old.Server.Socket, "http", old.Server.HTTP)
+	}
+	s.logLevel.Set(cfg.Server.SlogLevel())
+	if cfg.Server.AuditLog != s.auditPath {
+		prev := s.audit
+		if err := s.openAudit(cfg.Server.AuditLog); err != nil {
+			s.log.Error("cannot open the new audit log; keeping the old one", "error", err)
+		} else {
+			prev.Close()
+		}
+	} else if err := s.audit.Reopen(); err != nil {
+		s.log.Error("reopening the audit log", "error", err)
+	}
+	s.log.Info("configuration reloaded", "tenants", len(cfg.Tenants), "backends", len(cfg.Backends), "clients", len(cfg.Clients))
+	return nil
+}
+
+// rebuildLocked builds a runtime from cfg (and the current uploads) and
+// installs it. s.mu must be held.
+func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
+	rt, err := buildRuntime(ctx, cfg, s.log)
+	if err != nil {
+		return err
+	}
+	s.install(rt)
+	return nil
+}
+
+// Serve listens on the configured socket and TCP address and serves until
+// ctx is done, then shuts down gracefully: listeners close at once, running
+// requests get up to limits.shutdown_timeout to finish, then connections are
+// closed. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	cfg := s.cfg
+	handler := s.Handler()
+	var lns []net.Listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	if cfg.Server.Socket != "" {
+		l, err := listenUnix(cfg.Server.Socket, cfg.Server.SocketFileMode())
+		if err != nil {
+			return err
+		}
+		lns = append(lns, l)
+		s.addServer(l, handler, "unix", cfg)
+	}
+	if cfg.Server.HTTP != "" {
+		l, err := net.Listen("tcp", cfg.Server.HTTP)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("http: %w", err)
+		}
+		if cfg.Server.TLSCert != "" {
+			l = tls.NewListener(l, s.tlsConfig())
+		}
+		lns = append(lns, l)
+		s.addServer(l, handler, "tcp", cfg)
+	}
+	errc := make(chan error, len(lns))
+	s.listenMu.Lock()
+	for i, srv := range s.servers {
+		l := lns[i]
+		s.addrs = append(s.addrs, l.Addr())
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	s.listenMu.Unlock()
+	s.log.Info("envelopd serving", "socket", cfg.Server.Socket, "http", cfg.Server.HTTP, "tls", cfg.Server.TLSCert != "", "mtls", cfg.Server.ClientCA != "", "tenants", len(cfg.Tenants))
+	if s.opts.Ready != nil {
+		s.opts.Ready(s)
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		s.log.Error("listener failed", "error", serveErr)
+	}
+	return errors.Join(serveErr, s.shutdown())
+}
+
+func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *config.Config) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.Duration,
+		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
+		MaxHeaderBytes:    int(min(cfg.Limits.MaxEnvelopeBytes*2+64<<10, 16<<20)),
+		ConnContext:       connContext(kind),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.listenMu.Lock()
+	s.servers = append(s.servers, srv)
+	s.listenMu.Unlock()
+}
+
+// shutdown stops the listeners, waits for running requests up to the
+// configured timeout, then closes everything.
+func (s *Server) shutdown() error {
+	timeout := s.cfg.Limits.ShutdownTimeout.Duration
+	s.log.Info("shutting down", "timeout", timeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.listenMu.Lock()
+	servers := append([]*http.Server(nil), s.servers...)
+	s.listenMu.Unlock()
+	var wg sync.WaitGroup
+	var forced atomic.Bool
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				forced.Store(true)
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if forced.Load() {
+		s.log.Warn("shutdown timeout: remaining connections were closed")
+	}
+	// Handlers may still be unwinding after Close; give them a moment.
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	if rt := s.rt.Swap(nil); rt != nil {
+		rt.retire()
+	}
+	err := s.audit.Close()
+	s.log.Info("stopped")
+	return err
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			rt := s.rt.Load()
+			if rt == nil || rt.tlsCert == nil {
+				return nil, errors.New("no TLS certificate")
+			}
+			c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*rt.tlsCert}}
+			if rt.clientCAs != nil {
+				c.ClientAuth = tls.RequireAndVerifyClientCert
+				c.ClientCAs = rt.clientCAs
+			}
+			return c, nil
+		},
+	}
+}
+
+// listenUnix creates the Unix socket with mode perm. A file left at path by
+// a previous run is removed only if it is a socket nobody listens on.
+func listenUnix(path string, perm os.FileMode) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket %s: a file that is not a socket is in the way", path)
+		}
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("socket %s: another process is listening on it", path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("socket %s: cannot tell whether it is in use: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("socket %s: removing the stale socket: %w", path, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	// The socket must never exist with wider permissions than perm: create
+	// it under a restrictive umask, then set the mode.
+	umaskMu.Lock()
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	umaskMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, perm); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+var umaskMu sync.Mutex
+
+var reqIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+func newRequestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); reqIDPattern.MatchString(id) {
+		return id
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Close releases a Server that was never served (or after Serve returned):
+// it closes the backends and the audit log.
+func (s *Server) Close() error {
+	if rt := s.rt.Swap(nil); rt != nil {
+		rt.retire()
+	}
+	return s.audit.Close()
+}
