@@ -36,8 +36,8 @@ func newAPIError(status int, code, format string, args ...any) *apiError {
 
 // Errors used by several handlers.
 var (
-	errDenied   = &apiError{status: http.StatusForbidden, code: "forbidden", message: "not allowed"}
-	errBusy     = &apiError{status: http.StatusServiceUnavailable, code: "busy", message: "too many concurrent streams; retry later"}
+	errDenied    = &apiError{status: http.StatusForbidden, code: "forbidden", message: "not allowed"}
+	errBusy      = &apiError{status: http.StatusServiceUnavailable, code: "busy", message: "too many concurrent streams; retry later"}
 	errAuditDown = &apiError{status: http.StatusServiceUnavailable, code: "audit_unavailable", message: "the audit log cannot be written; key operations are refused"}
 	// errDecryptExternal is the one error every decryption failure becomes
 	// (wrong key, bad RSA padding, bad CBC padding, GCM tag mismatch), so

@@ -1,0 +1,81 @@
+// Package daemon is envelopd's server: one HTTP API, served on a Unix socket
+// and optionally on TCP (plain on loopback, TLS or mTLS elsewhere), through
+// which local services encrypt recordings and players decrypt them without
+// ever holding a private key.
+//
+// # API
+//
+//	POST   /v1/tenants/{tenant}/encrypt        plaintext body → DER EnvelopedData (streamed)
+//	POST   /v1/tenants/{tenant}/datakey        → {"key","iv","cipher","envelope"} (header-only PEM)
+//	POST   /v1/decrypt                         PKCS#7 DER/BER/PEM body, or raw ciphertext with
+//	                                           X-Envelope: base64 DER header → plaintext (streamed)
+//	POST   /v1/unwrap                          {"envelope"} → {"key","iv","cipher"}
+//	POST   /v1/tenants/{tenant}/rewrap         {"envelope"} → {"envelope","keys"}
+//	GET    /v1/tenants/{tenant}/certificates   list the tenant's keys and certificates
+//	POST   /v1/tenants/{tenant}/certificates   upload a certificate (JSON or PEM), optionally
+//	                                           with a private key imported into a backend
+//	DELETE /v1/tenants/{tenant}/certificates/{id}
+//	GET    /v1/health                          liveness and backend readiness (503 when a
+//	                                           backend some key needs is down)
+//	GET    /metrics                            Prometheus metrics
+//
+// Errors are JSON {"error":{"code":"...","message":"..."}}; the mapping from
+// typed errors to statuses is in one function (classify). Every response
+// carries X-Request-Id (the client's, if it sent a sane one); X-Recording-Id
+// is copied into the audit log.
+//
+// # Access
+//
+// Every request is matched against the [[clients]] rules before any key is
+// touched; the first matching rule names the client. Unix-socket peers are
+// identified by SO_PEERCRED (uid, primary gid), TCP peers by a verified client
+// certificate subject (mTLS) or a bearer token. Nothing is allowed by default:
+// a request no rule allows gets 403 and an audit line. /v1/decrypt and
+// /v1/unwrap find the key by the envelope's recipient identifiers among the
+// tenants the client may use for that operation; /rewrap only among the
+// tenant's own keys.
+//
+// # Streams
+//
+// Encrypt and decrypt stream both ways (full duplex) with bounded memory, at
+// most limits.max_streams at once (503 with Retry-After beyond). A request
+// with a Content-Length gets definite-length DER; a chunked one BER with
+// indefinite lengths. When a stream fails after the response started, the
+// daemon breaks the transfer (no terminating chunk), so a client sees an
+// error, never a clean end of file.
+//
+// Clients must treat an incomplete response body as a failure. In
+// particular CBC content is unauthenticated: its padding can only be checked
+// at the end, after most plaintext was sent. A GCM envelope releases nothing
+// before its tag verifies.
+//
+// # Reload and shutdown
+//
+// Reload (SIGHUP) builds a complete new runtime (configuration, backends,
+// certificates, uploads) and swaps it in atomically; requests in flight
+// finish with the old one, whose backends close when its last request ends.
+// A failed reload keeps the old configuration. Listener addresses change
+// only at restart. Serve shuts down gracefully when its context ends
+// (SIGTERM): listeners close, running streams get limits.shutdown_timeout.
+//
+// # Concurrency
+//
+// A Server serves any number of concurrent requests; Reload may be called
+// concurrently with them. Certificate uploads and reloads are serialised.
+//
+// # Security
+//
+// Every decryption failure (wrong key, bad RSA padding, bad CBC padding, GCM
+// tag) is the same external error (400 decrypt_failed): no padding oracle.
+// Logs and audit lines never contain key material or tokens. If the audit
+// log cannot be written a key operation fails with 503 before anything is
+// released; streams write a "started" line before the first byte and a final
+// line with the byte count and outcome.
+//
+// # Limitations
+//
+// Only the primary gid of a Unix peer is matched (not supplementary groups).
+// Deleting an uploaded certificate does not delete its private key from the
+// backend (old recordings must stay playable); delete it there if needed.
+// Uploaded certificates are stored as files in data_dir, one per key.
+package daemon
