@@ -414,6 +414,9 @@ type Key struct {
 // Public returns the key's RSA public key.
 func (k *Key) Public() *rsa.PublicKey { return k.pub }
 
+// KeySpec returns the key's KMS key spec, e.g. "RSA_3072".
+func (k *Key) KeySpec() string { return k.spec }
+
 // ARN returns the key's ARN.
 func (k *Key) ARN() string { return k.arn }
 
