@@ -193,8 +193,14 @@ func (a *authenticator) renewLoop(stop <-chan struct{}) {
 		err := a.renewOnce(ctx, gen, known, renewable)
 		cancel()
 		if err != nil {
-			slog.Warn("transit backend: token renewal failed; will retry", "backend", a.b.name, "err", err)
-			retry = max(min(ttl/10, 30*time.Second), time.Second)
+			// Back off from 1s to a minute; stay quiet about repeats.
+			if retry == 0 {
+				slog.Warn("transit backend: token renewal failed; will retry", "backend", a.b.name, "err", err)
+			}
+			retry = min(max(retry*2, time.Second), time.Minute)
+			if ttl > 0 {
+				retry = min(retry, max(ttl/10, time.Second))
+			}
 		} else {
 			retry = 0
 		}
@@ -238,7 +244,7 @@ func (a *authenticator) renewOnce(ctx context.Context, gen uint64, known, renewa
 		return fmt.Errorf("vault answered %d", re.StatusCode)
 	}
 	if err != nil && !errors.As(err, &re) && err.Error() != "token is not renewable" {
-		return err // transport trouble: retry later
+		return errors.New(transportReason(err)) // transport trouble: retry later
 	}
 	// Refused or not renewable: AppRole logs in again; a token reference is re-read.
 	if a.appRole() {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,20 +169,9 @@ func TestOpenConfigErrors(t *testing.T) {
 			if !errors.Is(err, backends.ErrInvalidConfig) {
 				t.Fatalf("Open = %v; want ErrInvalidConfig", err)
 			}
-			if tc.o.Token == "hvs.abcdef" && contains(err.Error(), "abcdef") {
+			if tc.o.Token == "hvs.abcdef" && strings.Contains(err.Error(), "abcdef") {
 				t.Fatalf("error leaks the token: %v", err)
 			}
 		})
 	}
-}
-
-func contains(s, sub string) bool { return len(sub) > 0 && len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
