@@ -19,6 +19,7 @@ import (
 	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/daemon/audit"
 	"github.com/envelopd/envelopd/daemon/config"
+	"github.com/envelopd/envelopd/daemon/metrics"
 	"github.com/envelopd/envelopd/envelope"
 )
 
@@ -103,7 +104,7 @@ func (s *Server) wrap(rt route) http.Handler {
 					}
 				}
 			}
-			s.metrics.ObserveRequest(rt.op, c.w.status(), time.Since(c.start))
+			s.metrics.ObserveRequest(rt.op, metrics.Code(c.w.status()), time.Since(c.start))
 			if abort {
 				panic(http.ErrAbortHandler)
 			}

@@ -119,6 +119,11 @@ func (s *Server) install(rt *runtime) {
 	rt.stopHealth = cancel
 	go rt.healthLoop(hctx, 10*time.Second, s.metrics.SetBackendUp)
 	if old := s.rt.Swap(rt); old != nil {
+		for name := range old.backends {
+			if _, kept := rt.backends[name]; !kept {
+				s.metrics.ForgetBackend(name)
+			}
+		}
 		old.retire()
 	}
 }

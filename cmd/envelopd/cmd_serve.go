@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/envelopd/envelopd/daemon"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "run the daemon (HTTP API on a Unix socket and TCP)", run: runServe})
+}
+
+func runServe(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "serve", "-config FILE | -dev")
+	cfgPath := fs.String("config", "", "configuration `file` (TOML); see config.example.toml")
+	dev := fs.Bool("dev", false, "development mode: create or reuse ./"+daemon.DevDirName+" (keystore, tenant \"default\", socket) and serve it")
+	check := fs.Bool("check", false, "load the configuration, open the backends and resolve every key, then exit")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	switch {
+	case *dev && *cfgPath != "":
+		return errors.New("serve: give -config or -dev, not both")
+	case !*dev && *cfgPath == "":
+		fs.Usage()
+		return errUsage
+	}
+	var devSetup *daemon.Dev
+	if *dev {
+		d, err := daemon.SetupDev(ctx, filepath.Join(".", daemon.DevDirName), os.Getuid())
+		if err != nil {
+			return err
+		}
+		devSetup = d
+		*cfgPath = d.ConfigPath
+		if d.Created {
+			fmt.Fprintf(env.stderr, "envelopd: created a development setup in %s\n", d.Dir)
+		} else {
+			fmt.Fprintf(env.stderr, "envelopd: reusing the development setup in %s\n", d.Dir)
+		}
+	}
+	// SIGHUP reloads; SIGTERM/SIGINT (ctx, from main) shut down gracefully.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	srv, err := daemon.New(ctx, daemon.Options{
+		ConfigPath: *cfgPath,
+		LogOutput:  env.stderr,
+		Ready: func(s *daemon.Server) {
+			if devSetup != nil {
+				fmt.Fprintln(env.stdout, devSetup.Instructions())
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintln(env.stdout, "configuration ok")
+		return srv.Close()
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := srv.Reload(ctx); err != nil {
+					srv.Logger().Error("reload failed; keeping the previous configuration", "error", oneLine(err.Error()))
+				}
+			}
+		}
+	}()
+	return srv.Serve(ctx)
+}
