@@ -303,7 +303,9 @@ func TestEncryptedLimitsAndDamage(t *testing.T) {
 		{"unknown cipher", func(p *pbes2Params, _ *pbkdf2Params, _ *[]byte) {
 			p.EncryptionScheme.Algorithm = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 46} // AES-256-GCM
 		}, ErrUnsupportedKeyFormat},
-		{"unknown KDF", func(p *pbes2Params, _ *pbkdf2Params, _ *[]byte) { p.KeyDerivationFunc.Algorithm = asn1.ObjectIdentifier{1, 2, 3} }, ErrUnsupportedKeyFormat},
+		{"unknown KDF", func(p *pbes2Params, _ *pbkdf2Params, _ *[]byte) {
+			p.KeyDerivationFunc.Algorithm = asn1.ObjectIdentifier{1, 2, 3}
+		}, ErrUnsupportedKeyFormat},
 		{"ciphertext not whole blocks", func(_ *pbes2Params, _ *pbkdf2Params, ct *[]byte) { *ct = (*ct)[:len(*ct)-3] }, ErrMalformedKey},
 		{"empty ciphertext", func(_ *pbes2Params, _ *pbkdf2Params, ct *[]byte) { *ct = nil }, ErrMalformedKey},
 		{"ciphertext lost a block", func(_ *pbes2Params, _ *pbkdf2Params, ct *[]byte) { *ct = (*ct)[:len(*ct)-16] }, ErrWrongPassword},
