@@ -196,3 +196,7 @@ func generate(t testing.TB, b *pkcs11.Backend, bits int) string {
 	}
 	return info.Ref
 }
+
+func execCommand(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
+}

@@ -141,6 +141,10 @@ type Backend struct {
 	closeOnce sync.Once
 
 	loginMu sync.Mutex // serialises C_Login
+	// logins counts successful C_Login calls. Tokens may invalidate the
+	// handles of private objects when the application is logged out
+	// (SoftHSM does), so cached handles are only trusted within one login.
+	loginEpoch atomic.Uint64
 
 	caps backends.Capabilities
 	pool pool
@@ -523,6 +527,7 @@ func (b *Backend) login(c *pkcs11.Ctx, h pkcs11.SessionHandle) error {
 	b.stats.logins.Add(1)
 	err := c.Login(h, pkcs11.CKU_USER, string(pin))
 	if err == nil || isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+		b.loginEpoch.Add(1)
 		return nil
 	}
 	b.stats.loginFailures.Add(1)

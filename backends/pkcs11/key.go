@@ -210,8 +210,9 @@ type Key struct {
 	id  []byte
 
 	mu   sync.Mutex
-	h    pkcs11.ObjectHandle
-	hGen uint64 // module generation h belongs to; 0 = none
+	h      pkcs11.ObjectHandle
+	hGen   uint64 // module generation h belongs to; 0 = none
+	hLogin uint64 // login epoch h was found in
 }
 
 var (
@@ -242,7 +243,7 @@ func (b *Backend) key(ctx context.Context, ref string) (*Key, error) {
 			return err
 		}
 		k.pub, k.id = info.pub, info.id
-		k.h, k.hGen = info.h, s.gen
+		k.h, k.hGen, k.hLogin = info.h, s.gen, b.loginEpoch.Load()
 		return nil
 	})
 	if err != nil {
@@ -265,10 +266,11 @@ func (k *Key) Describe() backends.KeyInfo {
 // handle returns the object handle valid in session s, looking it up again
 // if needed.
 func (k *Key) handle(c *pkcs11.Ctx, s *session) (pkcs11.ObjectHandle, error) {
+	epoch := k.b.loginEpoch.Load()
 	k.mu.Lock()
-	h, gen := k.h, k.hGen
+	h, gen, login := k.h, k.hGen, k.hLogin
 	k.mu.Unlock()
-	if gen == s.gen && h != 0 {
+	if gen == s.gen && login == epoch && h != 0 {
 		return h, nil
 	}
 	info, err := findKey(c, s.h, k.kr)
@@ -279,7 +281,7 @@ func (k *Key) handle(c *pkcs11.Ctx, s *session) (pkcs11.ObjectHandle, error) {
 		return 0, fmt.Errorf("%w: the key on the token has changed since it was opened (token re-initialised?)", backends.ErrNotFound)
 	}
 	k.mu.Lock()
-	k.h, k.hGen = info.h, s.gen
+	k.h, k.hGen, k.hLogin = info.h, s.gen, epoch
 	k.mu.Unlock()
 	return info.h, nil
 }
