@@ -209,7 +209,7 @@ type Key struct {
 	pub *rsa.PublicKey
 	id  []byte
 
-	mu   sync.Mutex
+	mu     sync.Mutex
 	h      pkcs11.ObjectHandle
 	hGen   uint64 // module generation h belongs to; 0 = none
 	hLogin uint64 // login epoch h was found in
