@@ -165,6 +165,11 @@ func open(ctx context.Context, name string, o Options, extra ...func(*config.Loa
 	if err != nil {
 		return nil, &backends.Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: loading the AWS configuration: %v", backends.ErrInvalidConfig, err)}
 	}
+	if cfg.Credentials != nil {
+		// Mark credential failures so classify can tell them from
+		// network failures (the SDK wraps them in plain strings).
+		cfg.Credentials = aws.NewCredentialsCache(credentialsTagger{cfg.Credentials})
+	}
 	client := kms.NewFromConfig(cfg, func(ko *kms.Options) {
 		if o.Endpoint != "" {
 			ko.BaseEndpoint = aws.String(o.Endpoint)

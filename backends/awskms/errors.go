@@ -2,8 +2,10 @@ package awskms
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -23,7 +25,8 @@ func classify(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w: no answer from KMS before the deadline (%v)", backends.ErrUnavailable, context.DeadlineExceeded, err)
 	}
 	var se *v4.SigningError
-	if errors.As(err, &se) {
+	var ce *credentialsError
+	if errors.As(err, &ce) || errors.As(err, &se) {
 		return fmt.Errorf("%w: no usable AWS credentials from the SDK's default chain (environment, shared files, role): %v", backends.ErrPermission, err)
 	}
 	var ae smithy.APIError
@@ -58,4 +61,21 @@ func classify(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %v", backends.ErrUnavailable, err)
 	}
 	return fmt.Errorf("KMS refused the request: %v", err)
+}
+
+// credentialsError marks a failure of the SDK's credential chain.
+type credentialsError struct{ err error }
+
+func (e *credentialsError) Error() string { return e.err.Error() }
+func (e *credentialsError) Unwrap() error { return e.err }
+
+// credentialsTagger wraps a credentials provider and marks its errors.
+type credentialsTagger struct{ p aws.CredentialsProvider }
+
+func (c credentialsTagger) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	cr, err := c.p.Retrieve(ctx)
+	if err != nil {
+		return cr, &credentialsError{err}
+	}
+	return cr, nil
 }

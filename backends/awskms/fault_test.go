@@ -259,3 +259,19 @@ func TestHealthUsesResolvedKey(t *testing.T) {
 		t.Errorf("Health made %d attempts, want 2", n)
 	}
 }
+
+func TestNoCredentials(t *testing.T) {
+	s := kmstest.Shared(t)
+	kmstest.SetEnv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	b, err := Open(context.Background(), "kms", Options{Region: kmstest.Region, Endpoint: s.URL, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	err = b.Health(context.Background())
+	if !errors.Is(err, backends.ErrPermission) || !strings.Contains(err.Error(), "no usable AWS credentials") {
+		t.Errorf("Health without credentials = %v, want ErrPermission", err)
+	}
+}

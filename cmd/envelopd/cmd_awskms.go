@@ -1,0 +1,294 @@
+package main
+
+// envelopd awskms create|describe|certificate: manage recording keys in AWS
+// KMS. Credentials come from the AWS SDK's default chain only (environment,
+// shared files with -profile, instance or task roles).
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/backends/awskms"
+	"github.com/envelopd/envelopd/internal/pki"
+)
+
+func init() {
+	register(&command{
+		name:    "awskms",
+		summary: "create, describe and certify RSA keys in AWS KMS",
+		run:     runAWSKMS,
+	})
+}
+
+const awskmsUsage = `usage: envelopd awskms <create|describe|certificate> [flags]
+
+  create       create an RSA ENCRYPT_DECRYPT key (CreateKey), optionally with an alias
+  describe     show a key's resolved id, ARN, state, spec and subject key identifier
+  certificate  issue a certificate for a key's public key, signed by a CA key given as PEM files
+
+KMS keys unwrap only RSA-OAEP: configure them with padding = "oaep-sha256"
+(or "oaep-sha1"); recipients read such envelopes with openssl cms, not smime.
+Credentials come from the AWS SDK's default chain (environment, shared files,
+instance/task roles); select a shared-config profile with -profile.
+`
+
+func runAWSKMS(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(env.stderr, awskmsUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "create":
+		return awskmsCreate(ctx, env, args[1:])
+	case "describe":
+		return awskmsDescribe(ctx, env, args[1:])
+	case "certificate":
+		return awskmsCertificate(ctx, env, args[1:])
+	}
+	fmt.Fprintf(env.stderr, "envelopd awskms: unknown subcommand %q\n", args[0])
+	fmt.Fprint(env.stderr, awskmsUsage)
+	return errUsage
+}
+
+// kmsFlags are the connection flags every subcommand takes.
+type kmsFlags struct {
+	region, endpoint, profile string
+}
+
+func (f *kmsFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&f.region, "region", "", "AWS region (default $AWS_REGION, then $AWS_DEFAULT_REGION)")
+	fs.StringVar(&f.endpoint, "endpoint", "", "KMS endpoint URL (VPC endpoint; https, or http on loopback)")
+	fs.StringVar(&f.profile, "profile", "", "shared config profile for credentials")
+}
+
+func (f *kmsFlags) open(ctx context.Context, env *cliEnv) (*awskms.Backend, error) {
+	region := f.region
+	for _, v := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
+		if region == "" {
+			region = env.getenv(v)
+		}
+	}
+	if region == "" {
+		return nil, errors.New("awskms: no region: give -region or set AWS_REGION")
+	}
+	return awskms.Open(ctx, "awskms", awskms.Options{Region: region, Endpoint: f.endpoint, Profile: f.profile})
+}
+
+func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "awskms create", "[-region R] [-endpoint URL] [-profile P] [-spec RSA_3072] [-alias NAME] [-out pub.pem]")
+	var kf kmsFlags
+	kf.add(fs)
+	spec := fs.String("spec", "RSA_3072", "key spec: RSA_2048, RSA_3072 or RSA_4096")
+	alias := fs.String("alias", "", "alias for the new key (alias/NAME or NAME)")
+	out := fs.String("out", "", "also write the public key (PEM) to this file")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	bits, err := specBits(*spec)
+	if err != nil {
+		return err
+	}
+	b, err := kf.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: *alias, Bits: bits, Padding: backends.OAEPSHA256})
+	if err != nil {
+		return err
+	}
+	k, err := b.Key(ctx, info.ID)
+	if err != nil {
+		return fmt.Errorf("key %s was created but cannot be read back: %w", info.ID, err)
+	}
+	if err := printKey(env.stdout, info.Ref, k.(*awskms.Key)); err != nil {
+		return err
+	}
+	return writePublic(env, *out, k.Public())
+}
+
+func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "awskms describe", "-key REF [-region R] [-endpoint URL] [-profile P] [-out pub.pem]")
+	var kf kmsFlags
+	kf.add(fs)
+	ref := fs.String("key", "", "key id, key ARN, alias/NAME or alias ARN (optionally awskms:...)")
+	out := fs.String("out", "", "also write the public key (PEM) to this file")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *ref == "" {
+		return errors.New("awskms describe: -key is required")
+	}
+	b, err := kf.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	k, err := b.Key(ctx, *ref)
+	if err != nil {
+		return err
+	}
+	if err := printKey(env.stdout, *ref, k.(*awskms.Key)); err != nil {
+		return err
+	}
+	return writePublic(env, *out, k.Public())
+}
+
+func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "awskms certificate", "-key REF -subject DN -ca-cert ca.pem -ca-key ca.key [-ca-key-pass SPEC] [-days 365] [-out cert.pem]")
+	var kf kmsFlags
+	kf.add(fs)
+	ref := fs.String("key", "", "key id, key ARN, alias/NAME or alias ARN")
+	subject := fs.String("subject", "", `subject, e.g. "CN=tenant-a recordings,O=Example,C=GB" (a bare string is the CN)`)
+	days := fs.Int("days", 365, "validity in days")
+	caCert := fs.String("ca-cert", "", "CA certificate (PEM or DER)")
+	caKey := fs.String("ca-key", "", "CA private key (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8)")
+	caPass := fs.String("ca-key-pass", "", "password of an encrypted CA key: env:NAME, file:PATH or pass:VALUE")
+	out := fs.String("out", "", "certificate output file (PEM; default stdout)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	switch {
+	case *ref == "":
+		return errors.New("awskms certificate: -key is required")
+	case *subject == "":
+		return errors.New("awskms certificate: -subject is required")
+	case *caCert == "" || *caKey == "":
+		return errors.New("awskms certificate: -ca-cert and -ca-key are required (a KMS ENCRYPT_DECRYPT key cannot sign its own certificate)")
+	case *days < 1 || *days > 36500:
+		return fmt.Errorf("awskms certificate: -days %d out of range 1..36500", *days)
+	}
+	name, err := parseSubject(*subject)
+	if err != nil {
+		return err
+	}
+	cas, err := pki.LoadCertificates(*caCert)
+	if err != nil {
+		return fmt.Errorf("ca certificate: %w", err)
+	}
+	signer, err := pki.LoadPrivateKey(*caKey, *caPass)
+	if err != nil {
+		return fmt.Errorf("ca key: %w", err)
+	}
+	b, err := kf.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	k, err := b.Key(ctx, *ref)
+	if err != nil {
+		return err
+	}
+	cert, err := awskms.IssueCertificate(k.Public(), cas[0], signer, awskms.CertRequest{
+		Subject:  name,
+		NotAfter: time.Now().AddDate(0, 0, *days),
+	})
+	if err != nil {
+		return err
+	}
+	o, err := createOut(env, *out, 0o644)
+	if err != nil {
+		return err
+	}
+	defer o.abort()
+	if err := pem.Encode(o, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}); err != nil {
+		return err
+	}
+	return o.commit()
+}
+
+func specBits(spec string) (int, error) {
+	s := strings.ToUpper(strings.TrimSpace(spec))
+	s = strings.TrimPrefix(s, "RSA_")
+	n, err := strconv.Atoi(s)
+	if err == nil {
+		if _, err = awskms.KeySpec(n); err == nil {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("-spec %q: use RSA_2048, RSA_3072 or RSA_4096", spec)
+}
+
+func printKey(w io.Writer, ref string, k *awskms.Key) error {
+	d := k.Describe()
+	var ps []string
+	for _, p := range k.Paddings() {
+		ps = append(ps, p.String())
+	}
+	_, err := fmt.Fprintf(w, "ref:            %s\nkey-id:         %s\narn:            %s\nstate:          %s\nspec:           %s\npaddings:       %s\nsubject-key-id: %s\ncreated:        %s\n",
+		ref, d.ID, k.ARN(), d.State, k.KeySpec(), strings.Join(ps, ", "),
+		hex.EncodeToString(pki.SubjectKeyID(k.Public())), d.Created.UTC().Format(time.RFC3339))
+	return err
+}
+
+func writePublic(env *cliEnv, path string, pub any) error {
+	if path == "" {
+		return nil
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	o, err := createOut(env, path, 0o644)
+	if err != nil {
+		return err
+	}
+	defer o.abort()
+	if err := pem.Encode(o, &pem.Block{Type: "PUBLIC KEY", Bytes: der}); err != nil {
+		return err
+	}
+	return o.commit()
+}
+
+// parseSubject reads "CN=a,O=b,OU=c,C=GB,L=x,ST=y" (or "/CN=a/O=b", or a bare
+// common name). Values may not contain ',' or '/'.
+func parseSubject(s string) (pkix.Name, error) {
+	var n pkix.Name
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "=") {
+		n.CommonName = s
+		return n, nil
+	}
+	sep := ","
+	if strings.HasPrefix(s, "/") {
+		sep, s = "/", s[1:]
+	}
+	for _, part := range strings.Split(s, sep) {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		v = strings.TrimSpace(v)
+		if !ok || v == "" {
+			return n, fmt.Errorf("-subject: %q is not ATTR=value", part)
+		}
+		switch strings.ToUpper(strings.TrimSpace(k)) {
+		case "CN":
+			n.CommonName = v
+		case "O":
+			n.Organization = append(n.Organization, v)
+		case "OU":
+			n.OrganizationalUnit = append(n.OrganizationalUnit, v)
+		case "C":
+			n.Country = append(n.Country, v)
+		case "L":
+			n.Locality = append(n.Locality, v)
+		case "ST":
+			n.Province = append(n.Province, v)
+		default:
+			return n, fmt.Errorf("-subject: unknown attribute %q (use CN, O, OU, C, L, ST)", k)
+		}
+	}
+	return n, nil
+}
