@@ -1,0 +1,244 @@
+package main
+
+// envelopd transit generate|import|csr|set-certificate: manage recording
+// keys in Vault's Transit engine. Connection settings come from flags only;
+// VAULT_ADDR, VAULT_TOKEN and the other VAULT_* variables are not read
+// (pass -token env:VAULT_TOKEN to use that variable).
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/backends/transit"
+	"github.com/envelopd/envelopd/internal/pki"
+)
+
+func init() {
+	register(&command{
+		name:    "transit",
+		summary: "generate, import and certify RSA keys in Vault Transit",
+		run:     runTransit,
+	})
+}
+
+const transitUsage = `usage: envelopd transit <generate|import|csr|set-certificate> [flags]
+
+  generate         create an RSA key in Transit (rsa-2048, rsa-3072 or rsa-4096)
+  import           import an existing RSA private key (PEM) with Vault's BYOK flow
+  csr              have Transit sign a certificate signing request with a key
+  set-certificate  store a signed certificate chain with a key
+
+Every subcommand takes -address URL and -token SPEC (env:NAME, file:PATH);
+VAULT_* environment variables are not read implicitly.
+`
+
+func runTransit(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(env.stderr, transitUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "generate":
+		return transitGenerate(ctx, env, args[1:])
+	case "import":
+		return transitImport(ctx, env, args[1:])
+	case "csr":
+		return transitCSR(ctx, env, args[1:])
+	case "set-certificate":
+		return transitSetCertificate(ctx, env, args[1:])
+	}
+	fmt.Fprintf(env.stderr, "envelopd transit: unknown subcommand %q\n", args[0])
+	fmt.Fprint(env.stderr, transitUsage)
+	return errUsage
+}
+
+// transitFlags are the connection flags every subcommand takes.
+type transitFlags struct {
+	address, token, mount, namespace, caCert, serverName, name string
+	timeout                                                    time.Duration
+}
+
+func (f *transitFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&f.address, "address", "", "Vault address, e.g. https://vault.example:8200 (required)")
+	fs.StringVar(&f.token, "token", "", "Vault token reference: env:NAME or file:PATH (required)")
+	fs.StringVar(&f.mount, "mount", "transit", "Transit mount path")
+	fs.StringVar(&f.namespace, "namespace", "", "Vault namespace")
+	fs.StringVar(&f.caCert, "ca-cert", "", "PEM file of CAs that sign Vault's certificate")
+	fs.StringVar(&f.serverName, "tls-server-name", "", "name to verify in Vault's certificate")
+	fs.StringVar(&f.name, "name", "", "Transit key name; NAME@VERSION selects a version (required)")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
+}
+
+func (f *transitFlags) open(ctx context.Context, cmd string) (*transit.Backend, error) {
+	switch {
+	case f.address == "":
+		return nil, fmt.Errorf("transit %s: -address is required", cmd)
+	case f.token == "":
+		return nil, fmt.Errorf("transit %s: -token is required (e.g. -token env:VAULT_TOKEN)", cmd)
+	case f.name == "":
+		return nil, fmt.Errorf("transit %s: -name is required", cmd)
+	}
+	return transit.Open(ctx, "transit", transit.Options{
+		Address: f.address, Token: f.token, Mount: f.mount, Namespace: f.namespace,
+		CACert: f.caCert, TLSServerName: f.serverName,
+	})
+}
+
+func transitGenerate(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "transit generate", "-address URL -token SPEC -name NAME [-bits 2048] [-out public.pem]")
+	var f transitFlags
+	f.add(fs)
+	bits := fs.Int("bits", 2048, "RSA modulus size: 2048, 3072 or 4096")
+	out := fs.String("out", "", "write the public key (PEM) here (default: stdout)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	b, err := f.open(ctx, "generate")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: f.name, Bits: *bits})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stderr, "created transit key %s version %s (rsa-%d); reference it as %q\n", info.ID, info.Version, *bits, info.Ref)
+	return writePEM(env, *out, "PUBLIC KEY", mustPKIX(info.Public))
+}
+
+func transitImport(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "transit import", "-address URL -token SPEC -name NAME -key KEY.pem [-key-pass SPEC] [-chain chain.pem]")
+	var f transitFlags
+	f.add(fs)
+	keyPath := fs.String("key", "", "RSA private key, PEM (PKCS#1, PKCS#8 or encrypted PKCS#8) (required)")
+	keyPass := fs.String("key-pass", "", "password reference for an encrypted key (env:, file:)")
+	chainPath := fs.String("chain", "", "certificate chain PEM, leaf first, stored with the key")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *keyPath == "" {
+		return errors.New("transit import: -key is required")
+	}
+	key, err := pki.LoadPrivateKey(*keyPath, *keyPass)
+	if err != nil {
+		return fmt.Errorf("transit import: %w", err)
+	}
+	var chain []*x509.Certificate
+	if *chainPath != "" {
+		if chain, err = pki.LoadCertificates(*chainPath); err != nil {
+			return fmt.Errorf("transit import: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	b, err := f.open(ctx, "import")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	info, err := b.ImportKey(ctx, backends.ImportRequest{Name: f.name, Key: key, Chain: chain})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "imported transit key %s version %s; reference it as %q\n", info.ID, info.Version, info.Ref)
+	return nil
+}
+
+func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "transit csr", "-address URL -token SPEC -name NAME[@VERSION] -subject DN [-out req.pem]")
+	var f transitFlags
+	f.add(fs)
+	subject := fs.String("subject", "", `subject, e.g. "CN=tenant-a recordings,O=Example,C=GB" (a bare string is the CN)`)
+	out := fs.String("out", "", "write the CSR (PEM) here (default: stdout)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *subject == "" {
+		return errors.New("transit csr: -subject is required")
+	}
+	name, err := parseSubject(*subject)
+	if err != nil {
+		return fmt.Errorf("transit csr: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	b, err := f.open(ctx, "csr")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	csr, err := b.CSR(ctx, f.name, &x509.CertificateRequest{Subject: name})
+	if err != nil {
+		return err
+	}
+	o, err := createOut(env, *out, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := o.Write(csr); err != nil {
+		o.abort()
+		return err
+	}
+	return o.commit()
+}
+
+func transitSetCertificate(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "transit set-certificate", "-address URL -token SPEC -name NAME[@VERSION] -chain chain.pem")
+	var f transitFlags
+	f.add(fs)
+	chainPath := fs.String("chain", "", "certificate chain PEM, leaf first (required)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *chainPath == "" {
+		return errors.New("transit set-certificate: -chain is required")
+	}
+	chain, err := pki.LoadCertificates(*chainPath)
+	if err != nil {
+		return fmt.Errorf("transit set-certificate: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	b, err := f.open(ctx, "set-certificate")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.SetCertificate(ctx, f.name, chain); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "stored a chain of %d certificate(s) with %s (leaf %s)\n", len(chain), f.name, chain[0].Subject)
+	return nil
+}
+
+func mustPKIX(pub any) []byte {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		panic(err) // an RSA public key always marshals
+	}
+	return der
+}
+
+func writePEM(env *cliEnv, path, typ string, der []byte) error {
+	o, err := createOut(env, path, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := pem.Encode(o, &pem.Block{Type: typ, Bytes: der}); err != nil {
+		o.abort()
+		return err
+	}
+	return o.commit()
+}
+
