@@ -241,4 +241,3 @@ func writePEM(env *cliEnv, path, typ string, der []byte) error {
 	}
 	return o.commit()
 }
-
