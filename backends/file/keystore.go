@@ -488,21 +488,71 @@ const minImportBits = 1024
 
 // Import adds an entry. It fails (wrapping ErrExists) if the alias is taken.
 func (ks *Keystore) Import(ctx context.Context, ie ImportEntry) (Entry, error) {
+	es, err := ks.ImportAll(ctx, []ImportEntry{ie})
+	if err != nil {
+		return Entry{}, err
+	}
+	return es[0], nil
+}
+
+// ImportAll adds several entries in one write: all of them or, on any
+// error (an alias taken, a key that does not match its certificate), none.
+func (ks *Keystore) ImportAll(ctx context.Context, ies []ImportEntry) ([]Entry, error) {
+	news := make([]*entry, 0, len(ies))
+	seen := map[string]bool{}
+	for _, ie := range ies {
+		e, err := ks.newEntry(ie)
+		if err != nil {
+			return nil, err
+		}
+		if seen[e.alias] {
+			return nil, ks.errorf("alias %q appears twice in one import", e.alias)
+		}
+		seen[e.alias] = true
+		news = append(news, e)
+	}
+	err := ks.modify(ctx, func(m map[string]*entry) error {
+		var taken []string
+		for _, e := range news {
+			if _, ok := m[e.alias]; ok {
+				taken = append(taken, fmt.Sprintf("%q", e.alias))
+			}
+		}
+		if len(taken) > 0 {
+			return ks.errorf("alias %s %w (nothing was imported)", strings.Join(taken, ", "), ErrExists)
+		}
+		for _, e := range news {
+			m[e.alias] = e
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, len(news))
+	for i, e := range news {
+		out[i] = e.public()
+	}
+	return out, nil
+}
+
+// newEntry validates ie and makes a private copy of its key.
+func (ks *Keystore) newEntry(ie ImportEntry) (*entry, error) {
 	if err := checkAlias(ie.Alias); err != nil {
-		return Entry{}, ks.errorf("%v", err)
+		return nil, ks.errorf("%v", err)
 	}
 	if ie.Key == nil {
-		return Entry{}, ks.errorf("import %q: no private key", ie.Alias)
+		return nil, ks.errorf("import %q: no private key", ie.Alias)
 	}
 	if n := ie.Key.N.BitLen(); n < minImportBits {
-		return Entry{}, ks.errorf("import %q: %d-bit RSA key is too small (minimum %d)", ie.Alias, n, minImportBits)
+		return nil, ks.errorf("import %q: %d-bit RSA key is too small (minimum %d)", ie.Alias, n, minImportBits)
 	}
 	if err := ie.Key.Validate(); err != nil {
-		return Entry{}, ks.errorf("import %q: invalid RSA key: %v", ie.Alias, err)
+		return nil, ks.errorf("import %q: invalid RSA key: %v", ie.Alias, err)
 	}
 	if len(ie.Chain) > 0 {
 		if !ie.Key.PublicKey.Equal(ie.Chain[0].PublicKey) {
-			return Entry{}, ks.errorf("import %q: the certificate %q does not belong to the private key", ie.Alias, ie.Chain[0].Subject)
+			return nil, ks.errorf("import %q: the certificate %q does not belong to the private key", ie.Alias, ie.Chain[0].Subject)
 		}
 	}
 	state := ie.State
@@ -510,7 +560,7 @@ func (ks *Keystore) Import(ctx context.Context, ie ImportEntry) (Entry, error) {
 		state = StateActive
 	}
 	if state != StateActive && state != StateRetired {
-		return Entry{}, ks.errorf("import %q: unknown state %q", ie.Alias, state)
+		return nil, ks.errorf("import %q: unknown state %q", ie.Alias, state)
 	}
 	created := ie.Created
 	if created.IsZero() {
@@ -522,27 +572,16 @@ func (ks *Keystore) Import(ctx context.Context, ie ImportEntry) (Entry, error) {
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(ie.Key)
 	if err != nil {
-		return Entry{}, ks.errorf("import %q: %v", ie.Alias, err)
+		return nil, ks.errorf("import %q: %v", ie.Alias, err)
 	}
 	// Keep our own copy of the key, so the caller may clear theirs.
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	sum := sha256.Sum256(der)
 	clear(der)
 	if err != nil {
-		return Entry{}, ks.errorf("import %q: %v", ie.Alias, err)
+		return nil, ks.errorf("import %q: %v", ie.Alias, err)
 	}
-	e := &entry{alias: ie.Alias, key: k.(*rsa.PrivateKey), keySum: sum, chain: append([]*x509.Certificate(nil), ie.Chain...), created: created.Round(0), source: source, state: state}
-	err = ks.modify(ctx, func(m map[string]*entry) error {
-		if _, ok := m[ie.Alias]; ok {
-			return ks.errorf("alias %q %w", ie.Alias, ErrExists)
-		}
-		m[ie.Alias] = e
-		return nil
-	})
-	if err != nil {
-		return Entry{}, err
-	}
-	return e.public(), nil
+	return &entry{alias: ie.Alias, key: k.(*rsa.PrivateKey), keySum: sum, chain: append([]*x509.Certificate(nil), ie.Chain...), created: created.Round(0), source: source, state: state}, nil
 }
 
 // Generate creates a new RSA key pair of bits (2048, 3072 or 4096) under

@@ -1,12 +1,11 @@
 package main
 
-// Decrypting with a file keystore (decrypt -keystore). Owned by the keystore
-// work; this stub keeps the CLI compiling until then.
+// Decrypting with a file keystore (decrypt -keystore).
 
 import (
 	"context"
-	"errors"
 
+	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/envelope"
 )
 
@@ -15,5 +14,21 @@ import (
 // returns a resolver over all its entries (active, retired and expired
 // alike). The returned func releases it.
 func keystoreResolver(ctx context.Context, env *cliEnv, path, passSpec string) (envelope.KeyResolver, func(), error) {
-	return nil, func() {}, errors.New("keystore decryption is not implemented yet")
+	ks, err := openKeystore(ctx, env, path, passSpec)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	var ids envelope.Identities
+	for _, e := range ks.Entries() {
+		k, err := ks.Key(ctx, e.Alias)
+		if err != nil {
+			ks.Close()
+			return nil, func() {}, err
+		}
+		// Retired and expired entries are included on purpose: old
+		// recordings must stay playable. Recipients are matched by
+		// issuer+serial (needs the certificate) or subject key identifier.
+		ids = append(ids, envelope.Identity{Decrypter: backends.Decrypter(ctx, k), Certificate: e.Certificate()})
+	}
+	return ids, func() { ks.Close() }, nil
 }

@@ -1,0 +1,598 @@
+package main
+
+// envelopd keystore: manage a file keystore (backends/file).
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/envelopd/envelopd/backends/file"
+	"github.com/envelopd/envelopd/internal/pki"
+	"github.com/envelopd/envelopd/internal/secret"
+)
+
+// keystorePasswordEnv holds the keystore password itself (not a reference)
+// when -pass is not given: ENVELOPD_KEYSTORE_PASSWORD=secret is the same as
+// -pass env:ENVELOPD_KEYSTORE_PASSWORD.
+const keystorePasswordEnv = "ENVELOPD_KEYSTORE_PASSWORD"
+
+var keystoreSubcommands = []struct {
+	name, synopsis string
+	run            func(ctx context.Context, env *cliEnv, args []string) error
+}{
+	{"create", "create a new, empty keystore", ksCreate},
+	{"import", "import a PEM key and certificate, or migrate a JKS/PKCS#12 keystore", ksImport},
+	{"generate", "generate a key pair with a self-signed certificate (and a CSR)", ksGenerate},
+	{"list", "list the entries", ksList},
+	{"export-cert", "write an entry's certificate (chain) as PEM", ksExportCert},
+	{"retire", "retire an entry: it still decrypts, but is no longer used to encrypt", ksRetire},
+	{"delete", "delete an entry (needs -force)", ksDelete},
+}
+
+func init() {
+	register(&command{name: "keystore", summary: "manage a file keystore (create, import, generate, list, ...)", run: runKeystore})
+}
+
+func runKeystore(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		w := env.stderr
+		fmt.Fprintln(w, "usage: envelopd keystore <subcommand> -keystore FILE [-pass SPEC] [flags]")
+		fmt.Fprintln(w)
+		for _, s := range keystoreSubcommands {
+			fmt.Fprintf(w, "  %-12s %s\n", s.name, s.synopsis)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "The password is -pass env:NAME|file:PATH|pass:VALUE, or the value of $%s.\n", keystorePasswordEnv)
+		fmt.Fprintln(w, "run \"envelopd keystore <subcommand> -h\" for its flags.")
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	for _, s := range keystoreSubcommands {
+		if s.name == args[0] {
+			return s.run(ctx, env, args[1:])
+		}
+	}
+	fmt.Fprintf(env.stderr, "envelopd keystore: unknown subcommand %q; run \"envelopd keystore help\"\n", args[0])
+	return errUsage
+}
+
+// ksFlags are the flags every subcommand shares.
+type ksFlags struct {
+	fs       *flag.FlagSet
+	keystore string
+	pass     string
+}
+
+func newKSFlags(env *cliEnv, sub, synopsis string) *ksFlags {
+	f := &ksFlags{fs: newFlagSet(env, "keystore "+sub, "-keystore FILE [-pass SPEC] "+synopsis)}
+	f.fs.StringVar(&f.keystore, "keystore", "", "keystore `FILE` (required)")
+	f.fs.StringVar(&f.pass, "pass", "", "keystore password `SPEC`: env:NAME, file:PATH or pass:VALUE (default: the value of $"+keystorePasswordEnv+")")
+	return f
+}
+
+func (f *ksFlags) parse(args []string) error {
+	if err := parseFlags(f.fs, args, false); err != nil {
+		return err
+	}
+	if f.keystore == "" {
+		fmt.Fprintf(f.fs.Output(), "envelopd %s: -keystore is required\n", f.fs.Name())
+		f.fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
+// keystorePassword resolves -pass, or $ENVELOPD_KEYSTORE_PASSWORD when empty.
+func keystorePassword(env *cliEnv, spec string) ([]byte, error) {
+	if spec == "" {
+		if v := env.getenv(keystorePasswordEnv); v != "" {
+			return []byte(v), nil
+		}
+		return nil, fmt.Errorf("no keystore password: give -pass env:NAME, file:PATH or pass:VALUE, or set $%s", keystorePasswordEnv)
+	}
+	pw, err := secret.Resolve(spec)
+	if err != nil {
+		return nil, fmt.Errorf("keystore password: %w", err)
+	}
+	return pw, nil
+}
+
+// openKeystore opens an existing keystore with the flags' password.
+func openKeystore(ctx context.Context, env *cliEnv, path, passSpec string) (*file.Keystore, error) {
+	pw, err := keystorePassword(env, passSpec)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pw)
+	ks, err := file.Open(ctx, path, pw)
+	if err != nil {
+		switch {
+		case errors.Is(err, file.ErrWrongPassword):
+			return nil, fmt.Errorf("%w (check -pass or $%s)", err, keystorePasswordEnv)
+		case errors.Is(err, file.ErrCorrupt):
+			return nil, fmt.Errorf("%w; restore the keystore from a backup", err)
+		}
+		return nil, err
+	}
+	return ks, nil
+}
+
+func ksCreate(ctx context.Context, env *cliEnv, args []string) error {
+	f := newKSFlags(env, "create", "")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	pw, err := keystorePassword(env, f.pass)
+	if err != nil {
+		return err
+	}
+	defer clear(pw)
+	ks, err := file.Create(ctx, f.keystore, pw)
+	if err != nil {
+		return err
+	}
+	ks.Close()
+	fmt.Fprintf(env.stdout, "created keystore %s\n", f.keystore)
+	return nil
+}
+
+func ksImport(ctx context.Context, env *cliEnv, args []string) error {
+	f := newKSFlags(env, "import", "(-alias NAME -key KEY.pem [-key-pass SPEC] -cert CERT.pem [-chain CA.pem] | -from OTHER.jks|OTHER.p12 -from-pass SPEC [-alias NAME])")
+	alias := f.fs.String("alias", "", "entry `NAME` (with -from: import only this alias)")
+	keyPath := f.fs.String("key", "", "private key `FILE` (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8; or DER)")
+	keyPass := f.fs.String("key-pass", "", "password `SPEC` of an encrypted -key")
+	certPath := f.fs.String("cert", "", "certificate `FILE` (PEM or DER; further certificates in it form the chain)")
+	chainPath := f.fs.String("chain", "", "CA certificates `FILE` appended to the chain")
+	from := f.fs.String("from", "", "Java keystore `FILE` to migrate (JKS or PKCS#12, detected by content)")
+	fromPass := f.fs.String("from-pass", "", "password `SPEC` of the -from keystore")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	usage := func(msg string) error {
+		fmt.Fprintf(env.stderr, "envelopd keystore import: %s\n", msg)
+		f.fs.Usage()
+		return errUsage
+	}
+	var entries []file.ImportEntry
+	if *from != "" {
+		if *keyPath != "" || *certPath != "" || *chainPath != "" || *keyPass != "" {
+			return usage("-from cannot be combined with -key, -key-pass, -cert or -chain")
+		}
+		if *fromPass == "" {
+			return usage("-from needs -from-pass SPEC")
+		}
+		var err error
+		if entries, err = readJavaKeystoreFile(*from, *fromPass, *alias); err != nil {
+			return err
+		}
+	} else {
+		if *alias == "" || *keyPath == "" || *certPath == "" {
+			return usage("give -alias, -key and -cert (or -from to migrate a Java keystore)")
+		}
+		if *fromPass != "" {
+			return usage("-from-pass needs -from")
+		}
+		e, err := readPEMEntry(*alias, *keyPath, *keyPass, *certPath, *chainPath)
+		if err != nil {
+			return err
+		}
+		entries = []file.ImportEntry{e}
+	}
+	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	imported, err := ks.ImportAll(ctx, entries)
+	if err != nil {
+		return err
+	}
+	for _, e := range imported {
+		fmt.Fprintf(env.stdout, "imported %q: %s\n", e.Alias, describeEntry(e))
+	}
+	return nil
+}
+
+func readPEMEntry(alias, keyPath, keyPass, certPath, chainPath string) (file.ImportEntry, error) {
+	key, err := pki.LoadPrivateKey(keyPath, keyPass)
+	if err != nil {
+		return file.ImportEntry{}, err
+	}
+	certs, err := pki.LoadCertificates(certPath)
+	if err != nil {
+		return file.ImportEntry{}, err
+	}
+	if err := pki.KeyMatchesCert(key, certs[0]); err != nil {
+		return file.ImportEntry{}, fmt.Errorf("%s and %s: %w", keyPath, certPath, err)
+	}
+	if chainPath != "" {
+		cas, err := pki.LoadCertificates(chainPath)
+		if err != nil {
+			return file.ImportEntry{}, err
+		}
+		certs = append(certs, cas...)
+	}
+	return file.ImportEntry{Alias: alias, Key: key, Chain: certs, Source: "imported from PEM " + filepath.Base(keyPath)}, nil
+}
+
+func readJavaKeystoreFile(path, passSpec, only string) ([]file.ImportEntry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read -from keystore: %w", err)
+	}
+	pw, err := secret.Resolve(passSpec)
+	if err != nil {
+		return nil, fmt.Errorf("-from-pass: %w", err)
+	}
+	defer clear(pw)
+	kind, entries, err := file.ReadJavaKeystore(data, pw)
+	if err != nil {
+		if errors.Is(err, file.ErrJavaPassword) {
+			return nil, fmt.Errorf("%s: %w: check -from-pass", path, err)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if only != "" {
+		var keep []file.ImportEntry
+		var have []string
+		for _, e := range entries {
+			have = append(have, e.Alias)
+			if e.Alias == only {
+				keep = append(keep, e)
+			}
+		}
+		if len(keep) == 0 {
+			return nil, fmt.Errorf("%s has no private-key entry %q (it has: %s)", path, only, strings.Join(have, ", "))
+		}
+		entries = keep
+	}
+	for i := range entries {
+		entries[i].Source = fmt.Sprintf("migrated from %s keystore %s", kind, filepath.Base(path))
+	}
+	return entries, nil
+}
+
+func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
+	f := newKSFlags(env, "generate", "-alias NAME -subject DN [-bits 3072] [-days 730] [-csr FILE]")
+	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	bits := f.fs.Int("bits", 3072, "RSA key size: 2048, 3072 or 4096")
+	subject := f.fs.String("subject", "", "subject `DN`, e.g. \"CN=recordings 2025,O=Example,C=DE\" or \"/CN=.../O=...\" (required)")
+	days := f.fs.Int("days", 730, "validity of the self-signed certificate in days")
+	csrPath := f.fs.String("csr", "", "also write a certificate signing request (PEM) to `FILE`")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *alias == "" || *subject == "" {
+		fmt.Fprintln(env.stderr, "envelopd keystore generate: -alias and -subject are required")
+		f.fs.Usage()
+		return errUsage
+	}
+	if *days < 1 {
+		return fmt.Errorf("-days must be at least 1")
+	}
+	name, err := parseDN(*subject)
+	if err != nil {
+		return fmt.Errorf("-subject: %w", err)
+	}
+	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	var csrOut *output
+	if *csrPath != "" {
+		if csrOut, err = createOut(env, *csrPath, 0o644); err != nil {
+			return err
+		}
+		defer csrOut.abort()
+	}
+	e, err := ks.Generate(ctx, *alias, *bits, func(k *rsa.PrivateKey) ([]*x509.Certificate, error) {
+		cert, err := selfSigned(k, name, *days)
+		if err != nil {
+			return nil, err
+		}
+		if csrOut != nil {
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: name, SignatureAlgorithm: x509.SHA256WithRSA}, k)
+			if err != nil {
+				return nil, fmt.Errorf("creating the CSR: %v", err)
+			}
+			if err := pem.Encode(csrOut, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}); err != nil {
+				return nil, fmt.Errorf("writing the CSR: %v", err)
+			}
+		}
+		return []*x509.Certificate{cert}, nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "generated %q: %s\n", e.Alias, describeEntry(e))
+	if csrOut != nil {
+		if err := csrOut.commit(); err != nil {
+			return fmt.Errorf("the key %q was stored, but the CSR was not written: %w", e.Alias, err)
+		}
+		fmt.Fprintf(env.stdout, "wrote CSR %s\n", *csrPath)
+	}
+	return nil
+}
+
+func selfSigned(k *rsa.PrivateKey, name pkix.Name, days int) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial.Add(serial, big.NewInt(1)),
+		Subject:               name,
+		NotBefore:             now.Add(-5 * time.Minute),
+		NotAfter:              now.AddDate(0, 0, days),
+		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
+		SubjectKeyId:          pki.SubjectKeyID(&k.PublicKey),
+		BasicConstraintsValid: true,
+		SignatureAlgorithm:    x509.SHA256WithRSA,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		return nil, fmt.Errorf("creating the certificate: %v", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// dnAttrs maps the attribute names -subject accepts to OIDs.
+var dnAttrs = map[string]asn1.ObjectIdentifier{
+	"CN":           {2, 5, 4, 3},
+	"SERIALNUMBER": {2, 5, 4, 5},
+	"C":            {2, 5, 4, 6},
+	"L":            {2, 5, 4, 7},
+	"ST":           {2, 5, 4, 8},
+	"STREET":       {2, 5, 4, 9},
+	"O":            {2, 5, 4, 10},
+	"OU":           {2, 5, 4, 11},
+	"POSTALCODE":   {2, 5, 4, 17},
+	"DC":           {0, 9, 2342, 19200300, 100, 1, 25},
+	"UID":          {0, 9, 2342, 19200300, 100, 1, 1},
+	"EMAILADDRESS": {1, 2, 840, 113549, 1, 9, 1},
+}
+
+// parseDN parses "CN=a,O=b" (RFC 4514 order: most specific first, '\'
+// escapes) or OpenSSL's "/O=b/CN=a" (most general first).
+func parseDN(s string) (pkix.Name, error) {
+	s = strings.TrimSpace(s)
+	sep, rfc := ',', true
+	if strings.HasPrefix(s, "/") {
+		sep, rfc = '/', false
+		s = s[1:]
+	}
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case rune(c) == sep:
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	parts = append(parts, cur.String())
+	var atvs []pkix.AttributeTypeAndValue
+	for _, p := range parts {
+		k, v, ok := strings.Cut(p, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" {
+			return pkix.Name{}, fmt.Errorf("%q is not ATTRIBUTE=value", p)
+		}
+		oid, ok := dnAttrs[strings.ToUpper(k)]
+		if !ok {
+			return pkix.Name{}, fmt.Errorf("unknown attribute %q (use CN, O, OU, C, ST, L, STREET, POSTALCODE, SERIALNUMBER, DC, UID, emailAddress)", k)
+		}
+		atvs = append(atvs, pkix.AttributeTypeAndValue{Type: oid, Value: v})
+	}
+	if rfc { // RFC 4514 strings list the most specific attribute first
+		for i, j := 0, len(atvs)-1; i < j; i, j = i+1, j-1 {
+			atvs[i], atvs[j] = atvs[j], atvs[i]
+		}
+	}
+	// ExtraNames are encoded in order, one attribute per RDN, and override
+	// nothing else: the DER keeps exactly what was given.
+	return pkix.Name{ExtraNames: atvs}, nil
+}
+
+// entryJSON is one line of list -json.
+type entryJSON struct {
+	Alias     string    `json:"alias"`
+	State     string    `json:"state"`
+	Expired   bool      `json:"expired"`
+	Bits      int       `json:"bits"`
+	Subject   string    `json:"subject,omitempty"`
+	Issuer    string    `json:"issuer,omitempty"`
+	Serial    string    `json:"serial,omitempty"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	SKI       string    `json:"subject_key_id"`
+	Chain     int       `json:"chain_length"`
+	Created   time.Time `json:"created,omitzero"`
+	Source    string    `json:"source,omitempty"`
+}
+
+func toJSON(e file.Entry, now time.Time) entryJSON {
+	j := entryJSON{Alias: e.Alias, State: string(e.State), Expired: e.Expired(now), Bits: e.Public.N.BitLen(), Chain: len(e.Chain), Created: e.Created, Source: e.Source}
+	j.SKI = hex.EncodeToString(pki.SubjectKeyID(e.Public))
+	if c := e.Certificate(); c != nil {
+		j.Subject, j.Issuer = c.Subject.String(), c.Issuer.String()
+		j.Serial = hex.EncodeToString(c.SerialNumber.Bytes())
+		j.NotBefore, j.NotAfter = c.NotBefore.UTC(), c.NotAfter.UTC()
+		if len(c.SubjectKeyId) > 0 {
+			j.SKI = hex.EncodeToString(c.SubjectKeyId)
+		}
+	}
+	return j
+}
+
+func describeEntry(e file.Entry) string {
+	j := toJSON(e, time.Now())
+	if j.Subject == "" {
+		return fmt.Sprintf("%d-bit RSA key without a certificate, %s", j.Bits, j.State)
+	}
+	return fmt.Sprintf("%d-bit RSA, subject %q, serial %s, not after %s, %s", j.Bits, j.Subject, j.Serial, j.NotAfter.Format(time.DateOnly), j.State)
+}
+
+func ksList(ctx context.Context, env *cliEnv, args []string) error {
+	f := newKSFlags(env, "list", "[-json]")
+	asJSON := f.fs.Bool("json", false, "print JSON (one array of entries)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	now := time.Now()
+	es := ks.Entries()
+	if *asJSON {
+		out := make([]entryJSON, len(es))
+		for i, e := range es {
+			out[i] = toJSON(e, now)
+		}
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALIAS\tSTATE\tSUBJECT\tISSUER\tSERIAL\tNOT AFTER")
+	for _, e := range es {
+		j := toJSON(e, now)
+		state := j.State
+		if j.Expired {
+			state += " (expired)"
+		}
+		na := "-"
+		if !j.NotAfter.IsZero() {
+			na = j.NotAfter.Format(time.DateOnly)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Alias, state, dash(j.Subject), dash(j.Issuer), dash(j.Serial), na)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ksExportCert(ctx context.Context, env *cliEnv, args []string) error {
+	f := newKSFlags(env, "export-cert", "-alias NAME [-chain] [-out FILE]")
+	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	chain := f.fs.Bool("chain", false, "write the whole chain, leaf first")
+	outPath := f.fs.String("out", "", "output `FILE` (default stdout)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *alias == "" {
+		fmt.Fprintln(env.stderr, "envelopd keystore export-cert: -alias is required")
+		return errUsage
+	}
+	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	e, err := ks.Entry(*alias)
+	if err != nil {
+		return err
+	}
+	certs := e.Chain
+	if len(certs) == 0 {
+		return fmt.Errorf("entry %q has no certificate", *alias)
+	}
+	if !*chain {
+		certs = certs[:1]
+	}
+	out, err := createOut(env, *outPath, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.abort()
+	for _, c := range certs {
+		if err := pem.Encode(out, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}); err != nil {
+			return err
+		}
+	}
+	return out.commit()
+}
+
+func ksRetire(ctx context.Context, env *cliEnv, args []string) error {
+	f := newKSFlags(env, "retire", "-alias NAME")
+	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *alias == "" {
+		fmt.Fprintln(env.stderr, "envelopd keystore retire: -alias is required")
+		return errUsage
+	}
+	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	if _, err := ks.Retire(ctx, *alias); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "retired %q: it still decrypts, but is no longer used to encrypt\n", *alias)
+	return nil
+}
+
+func ksDelete(ctx context.Context, env *cliEnv, args []string) error {
+	f := newKSFlags(env, "delete", "-alias NAME -force")
+	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	force := f.fs.Bool("force", false, "really delete: recordings encrypted only to this key become unreadable")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *alias == "" {
+		fmt.Fprintln(env.stderr, "envelopd keystore delete: -alias is required")
+		return errUsage
+	}
+	if !*force {
+		return fmt.Errorf("refusing to delete %q without -force: recordings encrypted only to this key become unreadable (consider \"envelopd keystore retire\")", *alias)
+	}
+	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	if err := ks.Delete(ctx, *alias); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "deleted %q\n", *alias)
+	return nil
+}
+
+var _ io.Writer = (*output)(nil)
