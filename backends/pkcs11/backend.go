@@ -448,6 +448,14 @@ func (p *pool) popIdle(gen uint64) *session {
 	return nil
 }
 
+func (p *pool) takeIdle() []*session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idle := p.idle
+	p.idle = nil
+	return idle
+}
+
 func (p *pool) pushIdle(s *session) {
 	p.mu.Lock()
 	p.idle = append(p.idle, s)
@@ -470,12 +478,14 @@ func (p *pool) drain() []*session {
 
 // getSession returns a pooled or new logged-in session. The caller holds a
 // pool slot.
-func (b *Backend) getSession() (*session, error) {
+func (b *Backend) getSession(fresh bool) (*session, error) {
 	b.mod.mu.RLock()
 	defer b.mod.mu.RUnlock()
 	gen := b.mod.gen.Load()
-	if s := b.pool.popIdle(gen); s != nil {
-		return s, nil
+	if !fresh {
+		if s := b.pool.popIdle(gen); s != nil {
+			return s, nil
+		}
 	}
 	b.mu.Lock()
 	pinErr := b.pinErr
@@ -499,13 +509,17 @@ func (b *Backend) getSession() (*session, error) {
 		_ = c.CloseSession(h)
 		return nil, fmt.Errorf("C_GetSessionInfo: %w", err)
 	}
-	if info.State == pkcs11.CKS_RO_PUBLIC_SESSION || info.State == pkcs11.CKS_RW_PUBLIC_SESSION {
+	if public(info) {
 		if err := b.login(c, h); err != nil {
 			_ = c.CloseSession(h)
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+func public(info pkcs11.SessionInfo) bool {
+	return info.State == pkcs11.CKS_RO_PUBLIC_SESSION || info.State == pkcs11.CKS_RW_PUBLIC_SESSION
 }
 
 // login logs the user in. The login state belongs to the application and
@@ -523,6 +537,10 @@ func (b *Backend) login(c *pkcs11.Ctx, h pkcs11.SessionHandle) error {
 	}
 	if pin == nil {
 		return errClosed
+	}
+	// Another goroutine may have logged in while we waited.
+	if info, err := c.GetSessionInfo(h); err == nil && !public(info) {
+		return nil
 	}
 	b.stats.logins.Add(1)
 	err := c.Login(h, pkcs11.CKU_USER, string(pin))
@@ -563,7 +581,7 @@ func (b *Backend) withSession(ctx context.Context, fn func(c *pkcs11.Ctx, s *ses
 			return errClosed
 		}
 		seen := b.mod.gen.Load()
-		s, err := b.getSession()
+		s, err := b.getSession(attempt > 0)
 		if err == nil {
 			b.mod.mu.RLock()
 			if s.gen != b.mod.gen.Load() {
@@ -577,7 +595,13 @@ func (b *Backend) withSession(ctx context.Context, fn func(c *pkcs11.Ctx, s *ses
 		cl := classify(err)
 		if s != nil {
 			if cl == classSession || cl == classModule {
+				// Sessions die together (C_CloseAllSessions, logout, token
+				// removal): drop the idle ones too, so the retry and later
+				// calls start on fresh sessions.
 				b.dropSession(s)
+				for _, idle := range b.pool.takeIdle() {
+					b.dropSession(idle)
+				}
 			} else {
 				b.pool.pushIdle(s)
 			}

@@ -258,6 +258,9 @@ func (b *Backend) key(ctx context.Context, ref string) (*Key, error) {
 // Public returns the key's public half.
 func (k *Key) Public() *rsa.PublicKey { return k.pub }
 
+// ID returns the key's CKA_ID.
+func (k *Key) ID() []byte { return slices.Clone(k.id) }
+
 // Describe returns the reference and the key's CKA_ID (hex).
 func (k *Key) Describe() backends.KeyInfo {
 	return backends.KeyInfo{Ref: k.ref, ID: hex.EncodeToString(k.id), Public: k.pub}
