@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +98,7 @@ type Logger struct {
 
 	mu      sync.Mutex // guards the fields below and serialises writes
 	w       io.Writer  // the destination
-	f       *os.File   // w as a file, nil for a plain writer
+	f       file       // w as a file, nil for a plain writer
 	sync    bool       // fsync after writing (regular files)
 	seq     uint64     // lines written
 	partial bool       // the last write failed part-way: start a new line
@@ -106,6 +107,13 @@ type Logger struct {
 
 	syncMu sync.Mutex // held while fsyncing; taken before mu
 	synced uint64     // lines known durable
+}
+
+// file is what Logger needs of an *os.File; tests substitute faults.
+type file interface {
+	io.Writer
+	Sync() error
+	Close() error
 }
 
 // Open opens (creating with mode 0600) the audit log at path for appending.
@@ -128,7 +136,7 @@ func Open(path string) (*Logger, error) {
 // destinations other than files; Reopen is a no-op for it.
 func New(w io.Writer) *Logger { return &Logger{w: w} }
 
-func openFile(path string) (*os.File, bool, error) {
+func openFile(path string) (file, bool, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, fmt.Errorf("audit: %w", err)
@@ -138,7 +146,15 @@ func openFile(path string) (*os.File, bool, error) {
 		f.Close()
 		return nil, false, fmt.Errorf("audit: %w", err)
 	}
-	return f, st.Mode().IsRegular(), nil
+	regular := st.Mode().IsRegular()
+	if regular {
+		// Make the file's directory entry durable too (it may be new).
+		if d, err := os.Open(filepath.Dir(path)); err == nil {
+			_ = d.Sync() // best effort: some filesystems refuse directory fsync
+			d.Close()
+		}
+	}
+	return f, regular, nil
 }
 
 // Log writes e as one line and, for a regular file, waits until it is
