@@ -209,7 +209,7 @@ func (f *faultyFile) Write(p []byte) (int, error) {
 	return f.Buffer.Write(p)
 }
 
-func (f *faultyFile) Sync() error { f.syncs++; return f.syncErr }
+func (f *faultyFile) Sync() error  { f.syncs++; return f.syncErr }
 func (f *faultyFile) Close() error { return nil }
 
 func TestPartialWriteThenRecovery(t *testing.T) {
