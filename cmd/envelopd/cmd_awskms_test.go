@@ -17,7 +17,7 @@ import (
 	"github.com/envelopd/envelopd/internal/testenv/kmstest"
 )
 
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func awskmsRunCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	env := &cliEnv{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: os.Getenv}
@@ -25,7 +25,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-func field(out, name string) string {
+func awskmsField(out, name string) string {
 	for _, l := range strings.Split(out, "\n") {
 		if v, ok := strings.CutPrefix(l, name+":"); ok {
 			return strings.TrimSpace(v)
@@ -41,12 +41,12 @@ func TestAWSKMSCLI(t *testing.T) {
 	conn := []string{"-endpoint", s.URL}
 
 	pubPath := filepath.Join(dir, "pub.pem")
-	code, out, errs := runCLI(t, append([]string{"awskms", "create", "-spec", "RSA_2048", "-alias", "tenant-a", "-out", pubPath}, conn...)...)
+	code, out, errs := awskmsRunCLI(t, append([]string{"awskms", "create", "-spec", "RSA_2048", "-alias", "tenant-a", "-out", pubPath}, conn...)...)
 	if code != 0 {
 		t.Fatalf("create: exit %d: %s", code, errs)
 	}
-	id := field(out, "key-id")
-	if field(out, "ref") != "alias/tenant-a" || id == "" || field(out, "state") != "active" || field(out, "spec") != "RSA_2048" {
+	id := awskmsField(out, "key-id")
+	if awskmsField(out, "ref") != "alias/tenant-a" || id == "" || awskmsField(out, "state") != "active" || awskmsField(out, "spec") != "RSA_2048" {
 		t.Fatalf("create printed:\n%s", out)
 	}
 	pemBytes, err := os.ReadFile(pubPath)
@@ -60,11 +60,11 @@ func TestAWSKMSCLI(t *testing.T) {
 	}
 	pub := pubAny.(*rsa.PublicKey)
 
-	code, out, errs = runCLI(t, append([]string{"awskms", "describe", "-key", "awskms:alias/tenant-a", "-region", kmstest.Region}, conn...)...)
+	code, out, errs = awskmsRunCLI(t, append([]string{"awskms", "describe", "-key", "awskms:alias/tenant-a", "-region", kmstest.Region}, conn...)...)
 	if code != 0 {
 		t.Fatalf("describe: exit %d: %s", code, errs)
 	}
-	if field(out, "key-id") != id || field(out, "subject-key-id") != hex.EncodeToString(pki.SubjectKeyID(pub)) || field(out, "paddings") != "oaep-sha1, oaep-sha256" {
+	if awskmsField(out, "key-id") != id || awskmsField(out, "subject-key-id") != hex.EncodeToString(pki.SubjectKeyID(pub)) || awskmsField(out, "paddings") != "oaep-sha1, oaep-sha256" {
 		t.Errorf("describe printed:\n%s", out)
 	}
 
@@ -79,7 +79,7 @@ func TestAWSKMSCLI(t *testing.T) {
 	os.WriteFile(caKey, encKey, 0o600)
 	t.Setenv("ENVELOPD_TEST_CA_PASS", "ca secret")
 	certPath := filepath.Join(dir, "tenant-a.crt")
-	code, _, errs = runCLI(t, append([]string{"awskms", "certificate", "-key", id, "-subject", "CN=tenant-a recordings,O=Example", "-days", "30",
+	code, _, errs = awskmsRunCLI(t, append([]string{"awskms", "certificate", "-key", id, "-subject", "CN=tenant-a recordings,O=Example", "-days", "30",
 		"-ca-cert", caCert, "-ca-key", caKey, "-ca-key-pass", "env:ENVELOPD_TEST_CA_PASS", "-out", certPath}, conn...)...)
 	if code != 0 {
 		t.Fatalf("certificate: exit %d: %s", code, errs)
@@ -106,7 +106,7 @@ func TestAWSKMSCLI(t *testing.T) {
 		{"too long", []string{"awskms", "certificate", "-key", id, "-subject", "x", "-days", "5000", "-ca-cert", caCert, "-ca-key", caKey, "-ca-key-pass", "env:ENVELOPD_TEST_CA_PASS", "-out", filepath.Join(dir, "x.crt")}, "after the CA certificate"},
 		{"bad subject", []string{"awskms", "certificate", "-key", id, "-subject", "CN=x,EMAIL=y", "-ca-cert", caCert, "-ca-key", caKey}, "unknown attribute"},
 	} {
-		code, out, errs := runCLI(t, append(tc.args, conn...)...)
+		code, out, errs := awskmsRunCLI(t, append(tc.args, conn...)...)
 		if code != 1 || out != "" || !strings.Contains(errs, tc.want) || strings.Count(errs, "\n") != 1 {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", tc.name, code, out, errs, tc.want)
 		}
@@ -114,7 +114,7 @@ func TestAWSKMSCLI(t *testing.T) {
 			t.Errorf("%s: left an output file", tc.name)
 		}
 	}
-	if code, _, _ := runCLI(t, "awskms", "frobnicate"); code != 2 {
+	if code, _, _ := awskmsRunCLI(t, "awskms", "frobnicate"); code != 2 {
 		t.Errorf("unknown subcommand: exit %d, want 2", code)
 	}
 }
