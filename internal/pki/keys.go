@@ -19,7 +19,8 @@ import (
 )
 
 // PasswordFunc returns the password of an encrypted key. It is called only
-// when the key is encrypted.
+// when the key is encrypted, at most once. The password is used as given
+// (UTF-8, as openssl uses it), and neither kept nor modified.
 type PasswordFunc func() ([]byte, error)
 
 // ParsePrivateKey parses an RSA private key in PEM (PKCS#1, PKCS#8 or
@@ -97,11 +98,19 @@ func LoadPrivateKey(path, passSpec string) (*rsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pw PasswordFunc
+	var (
+		pw       PasswordFunc
+		resolved []byte
+	)
 	if passSpec != "" {
-		pw = func() ([]byte, error) { return secret.Resolve(passSpec) }
+		pw = func() ([]byte, error) {
+			var err error
+			resolved, err = secret.Resolve(passSpec)
+			return resolved, err
+		}
 	}
 	k, err := ParsePrivateKey(data, pw)
+	clear(resolved)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -323,6 +323,7 @@ func TestEncryptedLimitsAndDamage(t *testing.T) {
 
 // TestExportReadByOpenSSL checks that openssl reads what we write.
 func TestExportReadByOpenSSL(t *testing.T) {
+	t.Parallel()
 	testenv.OpenSSL(t)
 	key := testenv.RSAKey(t, "pki-export", 2048)
 	dir := t.TempDir()

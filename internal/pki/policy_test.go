@@ -17,6 +17,7 @@ import (
 )
 
 func TestPolicy(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	longCA := &testenv.CertOptions{IsCA: true, NotBefore: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}
 	root := testenv.NewCert(t, "pki root", longCA)
