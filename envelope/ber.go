@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 const (
@@ -387,10 +388,15 @@ func (s *stream) readRaw(dst []byte, budget int64, depth int) ([]byte, error) {
 		if int64(len(dst))+h.length > budget {
 			return nil, malformed("element too large (%d bytes)", h.length)
 		}
-		n := len(dst)
-		dst = append(dst, make([]byte, h.length)...)
-		if _, err := io.ReadFull(s, dst[n:]); err != nil {
-			return nil, eofToTrunc(err)
+		// Grow as the data arrives: a length alone never allocates.
+		for left := h.length; left > 0; {
+			k := int(min(left, 32<<10))
+			n := len(dst)
+			dst = slices.Grow(dst, k)[:n+k]
+			if _, err := io.ReadFull(s, dst[n:]); err != nil {
+				return nil, eofToTrunc(err)
+			}
+			left -= int64(k)
 		}
 		return dst, nil
 	}
