@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The one command that passes all of envelopd's tests on a fresh Debian
+# machine: it installs what the integration suites need (Debian packages and
+# the Go-built Vault and local-kms servers), then runs vet, the unit and
+# integration tests with the race detector, and the heavy tests (multi-GiB
+# constant-memory, load) without it. With ENVELOPD_REQUIRE_INTEGRATION=1 (set
+# here) a missing SoftHSM, Vault, local-kms, openssl or keytool FAILS the
+# suite instead of skipping it. .ci/run calls exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# 1. Debian packages.
+pkgs=()
+command -v softhsm2-util >/dev/null || pkgs+=(softhsm2)
+command -v pkcs11-tool >/dev/null || pkgs+=(opensc)
+command -v openssl >/dev/null || pkgs+=(openssl)
+command -v keytool >/dev/null || pkgs+=(openjdk-17-jdk-headless)
+command -v curl >/dev/null || pkgs+=(curl)
+command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
+if ((${#pkgs[@]})); then
+	sudo=()
+	[[ $(id -u) -ne 0 ]] && sudo=(sudo)
+	echo "test: installing ${pkgs[*]}"
+	"${sudo[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+# 2. Go-built servers (cached outside the repository).
+contrib/testenv/tools.sh
+
+# 3. Static checks.
+export ENVELOPD_REQUIRE_INTEGRATION=1
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './contrib/testenv/*'))"
+if [[ -n "$unformatted" ]]; then
+	echo "test: gofmt needed on:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+
+# 4. Everything under the race detector; heavy tests skip themselves under -short.
+go test -race -short -count=1 -timeout 20m ./...
+
+# 5. The heavy tests (constant memory on multi-GiB streams, load tests) at full speed.
+go test -count=1 -timeout 20m -run 'Heavy' ./...
+echo "test: all passed"
