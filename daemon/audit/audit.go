@@ -94,7 +94,8 @@ type Event struct {
 
 // Logger appends Events to a file.
 type Logger struct {
-	path string
+	path   string
+	noSync bool
 
 	mu      sync.Mutex // guards the fields below and serialises writes
 	w       io.Writer  // the destination
@@ -116,10 +117,23 @@ type file interface {
 	Close() error
 }
 
-// Open opens (creating with mode 0600) the audit log at path for appending.
-// "-" means standard error.
-func Open(path string) (*Logger, error) {
-	l := &Logger{path: path}
+// Open opens (creating with mode 0600) the audit log at path for appending,
+// with fsync after every line. "-" means standard error.
+func Open(path string) (*Logger, error) { return OpenOptions(path, Options{}) }
+
+// Options adjust OpenOptions.
+type Options struct {
+	// NoSync skips fsync: a line is in the kernel's page cache when Log
+	// returns, and the last lines can be lost if the machine (not just the
+	// daemon) crashes. It makes Log about 600 times cheaper on a virtual
+	// disk (see BenchmarkLog); use it only where the audit trail is also
+	// shipped elsewhere.
+	NoSync bool
+}
+
+// OpenOptions is Open with options.
+func OpenOptions(path string, o Options) (*Logger, error) {
+	l := &Logger{path: path, noSync: o.NoSync}
 	if path == "-" {
 		l.w = os.Stderr
 		return l, nil
@@ -128,7 +142,7 @@ func Open(path string) (*Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.w, l.f, l.sync = f, f, sync
+	l.w, l.f, l.sync = f, f, sync && !o.NoSync
 	return l, nil
 }
 
@@ -252,7 +266,7 @@ func (l *Logger) Reopen() error {
 			serr = fmt.Errorf("audit: fsync %s: %w", l.name(), unwrapPathError(serr))
 		}
 	}
-	l.w, l.f, l.sync = f, f, sync
+	l.w, l.f, l.sync = f, f, sync && !l.noSync
 	l.failed, l.partial = nil, false
 	l.synced = l.seq
 	l.mu.Unlock()

@@ -413,3 +413,24 @@ func benchLog(b *testing.B, sync, parallel bool) {
 		}
 	}
 }
+
+func TestNoSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := OpenOptions(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.sync {
+		t.Fatal("NoSync ignored")
+	}
+	if err := l.Log(Event{Op: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil || l.sync {
+		t.Fatalf("Reopen: %v, sync %v", err, l.sync)
+	}
+	if evs := readLines(t, path); len(evs) != 1 {
+		t.Errorf("%d lines", len(evs))
+	}
+}

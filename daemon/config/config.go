@@ -149,6 +149,10 @@ type Server struct {
 	// AuditLog is the audit log file; "-" = standard error.
 	// Default: DataDir/audit.log.
 	AuditLog string `toml:"audit_log"`
+	// AuditFsync makes every audit line durable (fsync) before the key
+	// operation proceeds (default true). false trades the last lines on a
+	// machine crash for throughput; see package audit.
+	AuditFsync bool `toml:"audit_fsync"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `toml:"log_level"`
 	// LogFormat is json (default) or text.
@@ -303,6 +307,7 @@ func Default() *Config {
 	return &Config{
 		Server: Server{
 			SocketMode: DefaultSocketMode,
+			AuditFsync: true,
 			LogLevel:   DefaultLogLevel,
 			LogFormat:  DefaultLogFormat,
 		},

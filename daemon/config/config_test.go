@@ -71,6 +71,9 @@ func TestParseBaseAndDefaults(t *testing.T) {
 	if c.Server.AuditLog != filepath.Join("/var/lib/envelopd", "audit.log") {
 		t.Errorf("audit log = %q", c.Server.AuditLog)
 	}
+	if !c.Server.AuditFsync {
+		t.Error("audit_fsync defaults to false")
+	}
 	if c.Server.LogLevel != "info" || c.Server.LogFormat != "json" {
 		t.Errorf("log = %q %q", c.Server.LogLevel, c.Server.LogFormat)
 	}
@@ -354,6 +357,7 @@ func TestValidAlternatives(t *testing.T) {
 		{name: "star tenants and all ops", pairs: []string{`tenants = ["acme"]`, `tenants = ["*"]`, `allow = ["encrypt"]`, `allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap", "admin"]`}},
 		{name: "tenant without keys", add: "\n[[tenants]]\nname = \"empty\"\n"},
 		{name: "audit stderr", pairs: []string{`data_dir`, "audit_log = \"-\"\ndata_dir"}},
+		{name: "audit without fsync", pairs: []string{`data_dir`, "audit_fsync = false\ndata_dir"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := edit(t, base, tc.pairs...) + tc.add
