@@ -377,15 +377,15 @@ func (s *Server) handleDecrypt(c *call) error {
 	res := c.resolver(func(t string) bool { return c.id.allows(config.OpDecrypt, t) })
 	var pt io.ReadCloser
 	if hdr != nil {
-		rd, err := envelope.NewReader(bytes.NewReader(hdr))
-		if err != nil {
-			return err
+		rd, rerr := envelope.NewReader(bytes.NewReader(hdr))
+		if rerr != nil {
+			return rerr
 		}
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
-		rd, err := envelope.NewReader(in)
-		if err != nil {
-			return err
+		rd, rerr := envelope.NewReader(in)
+		if rerr != nil {
+			return rerr
 		}
 		pt, err = rd.Decrypt(res)
 	}
@@ -461,6 +461,9 @@ func (s *Server) handleDatakey(c *call) error {
 	ciph, err := cipherParam(name)
 	if err != nil {
 		return err
+	}
+	if ciph.IsGCM() {
+		return newAPIError(http.StatusBadRequest, "bad_cipher", "datakey needs a CBC cipher: a header-only envelope cannot carry a GCM tag")
 	}
 	recips, keys, err := c.rt.encryptKeys(t)
 	if err != nil {
