@@ -178,8 +178,14 @@ func (s *Stream) Encrypt(dst, src []byte) {
 	if len(dst) < len(src) {
 		panic("gcmstream: output smaller than input")
 	}
-	s.XORKeyStream(dst, src)
-	s.Authenticate(dst[:len(src)])
+	// Piece by piece, so that the ciphertext is still in cache when it is
+	// authenticated.
+	for len(src) > 0 {
+		n := min(len(src), chunkSize)
+		s.XORKeyStream(dst[:n], src[:n])
+		s.Authenticate(dst[:n])
+		dst, src = dst[n:], src[n:]
+	}
 }
 
 // Authenticate absorbs ciphertext into the authentication tag without
