@@ -192,6 +192,11 @@ func (a *authenticator) renewLoop(stop <-chan struct{}) {
 		}()
 		err := a.renewOnce(ctx, gen, known, renewable)
 		cancel()
+		select {
+		case <-stop:
+			return
+		default:
+		}
 		if err != nil {
 			// Back off from 1s to a minute; stay quiet about repeats.
 			if retry == 0 {
