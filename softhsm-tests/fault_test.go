@@ -261,8 +261,7 @@ func TestPINChangedUnderneath(t *testing.T) {
 // mistaken for the old one.
 func TestTokenReinitialised(t *testing.T) {
 	need(t)
-	const label = "envelopd-reinit"
-	initToken(t, label)
+	const label = reinitLabel
 	b := open(t, func(o *pkcs11.Options) { o.TokenLabel = label })
 	info, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: "victim", Bits: 2048})
 	if err != nil {
@@ -299,14 +298,6 @@ func TestTokenReinitialised(t *testing.T) {
 	}
 	if err := roundTrip(t, k2); err != nil {
 		t.Errorf("unwrap with the new key: %v", err)
-	}
-}
-
-func initToken(t testing.TB, label string) {
-	t.Helper()
-	out, err := execCommand(hsm.util, "--init-token", "--free", "--label", label, "--pin", userPIN, "--so-pin", soPIN)
-	if err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v: %s", err, out)
 	}
 }
 

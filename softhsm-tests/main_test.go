@@ -35,11 +35,13 @@ import (
 )
 
 const (
-	tokenLabel = "envelopd-test"
-	otherLabel = "envelopd-other"
-	userPIN    = "4711-test-pin"
-	soPIN      = "so-0815-test"
-	pinEnv     = "ENVELOPD_TEST_HSM_PIN"
+	tokenLabel  = "envelopd-test"
+	otherLabel  = "envelopd-other"
+	reinitLabel = "envelopd-reinit" // TestTokenReinitialised wipes it
+	dupLabel    = "envelopd-dup"    // two tokens share it
+	userPIN     = "4711-test-pin"
+	soPIN       = "so-0815-test"
+	pinEnv      = "ENVELOPD_TEST_HSM_PIN"
 )
 
 // hsm is the shared SoftHSM setup.
@@ -113,7 +115,9 @@ func setup() {
 	// Before any module initialisation in this process.
 	os.Setenv("SOFTHSM2_CONF", hsm.conf)
 	os.Setenv(pinEnv, userPIN)
-	for _, l := range []string{tokenLabel, otherLabel} {
+	// SoftHSM reads its token list at C_Initialize: every token the tests
+	// use exists before the first test.
+	for _, l := range []string{tokenLabel, otherLabel, reinitLabel, dupLabel, dupLabel} {
 		out, err := exec.Command(hsm.util, "--init-token", "--free", "--label", l, "--pin", userPIN, "--so-pin", soPIN).CombinedOutput()
 		if err != nil {
 			hsm.err = fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
