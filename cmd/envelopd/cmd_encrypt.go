@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/envelopd/envelopd/envelope"
+	"github.com/envelopd/envelopd/internal/pki"
+)
+
+func init() {
+	register(&command{name: "encrypt", summary: "encrypt a recording to certificates (or through a daemon with -socket)", run: runEncrypt})
+}
+
+const encryptSynopsis = `-cert FILE [-cert FILE ...] [-cipher aes256] [-oaep sha1|sha256] [-keyid] [-ca FILE] [-in FILE] [-out FILE] [-header FILE]
+       envelopd encrypt -socket PATH -tenant NAME [-cipher aes256] [-in FILE] [-out FILE]
+
+Encrypts -in (default stdin) as a CMS EnvelopedData to every -cert and writes
+it to -out (default stdout): DER when the input is a regular file, BER with
+indefinite lengths otherwise (openssl reads both). With -header FILE, the
+header-only envelope goes to FILE as PEM and -out receives the raw ciphertext
+(the form recorders store). GCM ciphers write AuthEnvelopedData (openssl cms
+reads it; openssl smime does not). -oaep writes RSA-OAEP recipients (openssl
+cms reads them; openssl smime does not).`
+
+func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "encrypt", encryptSynopsis)
+	var certs, cas stringList
+	fs.Var(&certs, "cert", "recipient certificate `FILE` (PEM or DER; repeatable)")
+	fs.Var(&cas, "ca", "root CA certificate `FILE` the recipients must chain to (repeatable; default: no chain check)")
+	cipherName := fs.String("cipher", "aes256", "content cipher: aes128, aes192, aes256, aes128-gcm, aes256-gcm")
+	oaep := fs.String("oaep", "", "use RSA-OAEP key transport with `HASH` sha1 or sha256 (default PKCS#1 v1.5)")
+	keyid := fs.Bool("keyid", false, "name recipients by subject key identifier instead of issuer and serial")
+	in := fs.String("in", "", "input `FILE` (default stdin)")
+	out := fs.String("out", "", "output `FILE` (default stdout)")
+	header := fs.String("header", "", "write the header-only envelope to `FILE` (PEM) and raw ciphertext to -out")
+	socket := fs.String("socket", "", "encrypt through the daemon at this Unix socket `PATH`")
+	tenant := fs.String("tenant", "", "tenant `NAME` (with -socket)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *socket != "" {
+		if len(certs) > 0 || *oaep != "" || *keyid || *header != "" || len(cas) > 0 {
+			return errors.New("encrypt -socket takes only -tenant, -cipher, -in and -out: the daemon chooses the recipients")
+		}
+		return runClientEncrypt(ctx, env, clientOptions{Socket: *socket, Tenant: *tenant, Cipher: *cipherName, In: *in, Out: *out})
+	}
+	if *tenant != "" {
+		return errors.New("-tenant needs -socket")
+	}
+	if len(certs) == 0 {
+		return errors.New("encrypt needs at least one -cert (or -socket and -tenant)")
+	}
+	c, err := envelope.ParseCipher(*cipherName)
+	if err != nil {
+		return fmt.Errorf("-cipher: %w", err)
+	}
+	transport := envelope.RSAPKCS1v15
+	switch *oaep {
+	case "":
+	case "sha1":
+		transport = envelope.RSAOAEPSHA1
+	case "sha256":
+		transport = envelope.RSAOAEPSHA256
+	default:
+		return fmt.Errorf("-oaep %q: use sha1 or sha256", *oaep)
+	}
+	if *header != "" && c.IsGCM() {
+		return errors.New("-header works with CBC ciphers only: a GCM tag cannot live in a header-only envelope")
+	}
+
+	policy := &pki.Policy{Now: time.Now}
+	if len(cas) > 0 {
+		policy.Roots = x509.NewCertPool()
+		for _, p := range cas {
+			cs, err := pki.LoadCertificates(p)
+			if err != nil {
+				return fmt.Errorf("-ca %s: %w", p, err)
+			}
+			for _, ca := range cs {
+				policy.Roots.AddCert(ca)
+			}
+		}
+	}
+	var recips []envelope.Recipient
+	for _, p := range certs {
+		chain, err := pki.LoadCertificates(p)
+		if err != nil {
+			return fmt.Errorf("-cert %s: %w", p, err)
+		}
+		if len(chain) > 1 {
+			policy.Intermediates = x509.NewCertPool()
+			for _, ic := range chain[1:] {
+				policy.Intermediates.AddCert(ic)
+			}
+		}
+		if err := policy.CheckEncrypt(chain); err != nil {
+			return fmt.Errorf("-cert %s: %w", p, err)
+		}
+		recips = append(recips, envelope.Recipient{Certificate: chain[0], UseKeyID: *keyid, Transport: transport})
+	}
+
+	src, err := openIn(env, *in)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	length := int64(-1)
+	if f, ok := src.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			length = st.Size()
+		}
+	}
+
+	dst, err := createOut(env, *out, 0o644)
+	if err != nil {
+		return err
+	}
+	defer dst.abort()
+
+	if *header != "" {
+		dk, err := envelope.NewDataKey(c, nil)
+		if err != nil {
+			return err
+		}
+		hdr, err := envelope.MarshalHeader(dk, recips, &envelope.Options{Cipher: c})
+		if err != nil {
+			return err
+		}
+		hout, err := createOut(env, *header, 0o644)
+		if err != nil {
+			return err
+		}
+		defer hout.abort()
+		if _, err := hout.Write(pemEncode("PKCS7", hdr)); err != nil {
+			return fmt.Errorf("cannot write -header: %w", err)
+		}
+		w, err := envelope.EncryptContent(dst, dk)
+		if err != nil {
+			return err
+		}
+		if err := copyClose(w, src); err != nil {
+			return err
+		}
+		if err := hout.commit(); err != nil {
+			return err
+		}
+		return dst.commit()
+	}
+
+	w, err := envelope.Encrypt(dst, recips, &envelope.Options{Cipher: c, Length: length})
+	if err != nil {
+		return err
+	}
+	if err := copyClose(w, src); err != nil {
+		return err
+	}
+	return dst.commit()
+}
+
+// copyClose copies src into w and closes w, reporting the first error with
+// which side failed.
+func copyClose(w io.WriteCloser, src io.Reader) error {
+	if _, err := io.Copy(w, src); err != nil {
+		w.Close()
+		return fmt.Errorf("encrypting: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("encrypting: %w", err)
+	}
+	return nil
+}
