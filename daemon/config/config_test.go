@@ -137,7 +137,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Error("player token")
 	}
 	// The commented-out backends are valid too, once uncommented.
-	uncommented := uncommentBackends(string(data))
+	uncommented := UncommentBackendsForTest(string(data))
 	if !strings.Contains(uncommented, "\n[backends.kms]") {
 		t.Fatal("uncommenting failed")
 	}

@@ -1,0 +1,70 @@
+package config_test
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/envelopd/envelopd/backends/awskms"
+	"github.com/envelopd/envelopd/backends/file"
+	"github.com/envelopd/envelopd/backends/pkcs11"
+	"github.com/envelopd/envelopd/backends/transit"
+	"github.com/envelopd/envelopd/daemon/config"
+)
+
+// TestExampleBackendOptions keeps config.example.toml in step with the
+// backends: every option the example shows decodes strictly into the
+// backend's real Options type, and every option the type has is documented.
+func TestExampleBackendOptions(t *testing.T) {
+	raw, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	t.Setenv("ENVELOPD_PLAYER_TOKEN", "0123456789abcdef0123456789abcdef")
+	c, err := config.Parse([]byte(config.UncommentBackendsForTest(doc)), "uncommented.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opts := range map[string]any{
+		"local": &file.Options{},
+		"hsm":   &pkcs11.Options{},
+		"vault": &transit.Options{},
+		"kms":   &awskms.Options{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := c.Backends[name]
+			if b == nil {
+				t.Fatalf("no backend %s in the example", name)
+			}
+			if err := b.Decode(opts); err != nil {
+				t.Errorf("example options do not decode into %T:\n%v", opts, err)
+			}
+			section := sectionOf(doc, name)
+			typ := reflect.TypeOf(opts).Elem()
+			for i := range typ.NumField() {
+				tag, _, _ := strings.Cut(typ.Field(i).Tag.Get("toml"), ",")
+				if tag == "" || tag == "-" {
+					continue
+				}
+				if !strings.Contains(section, " "+tag+" = ") && !strings.Contains(section, "\n"+tag+" = ") {
+					t.Errorf("option %s of %T is not documented in [backends.%s]", tag, opts, name)
+				}
+			}
+		})
+	}
+}
+
+// sectionOf returns the example's text for [backends.name], commented or not.
+func sectionOf(doc, name string) string {
+	i := strings.Index(doc, "[backends."+name+"]")
+	if i < 0 {
+		return ""
+	}
+	rest := doc[i:]
+	if j := strings.Index(rest, "\n\n"); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
+}

@@ -1,0 +1,4 @@
+package config
+
+// UncommentBackendsForTest is uncommentBackends for the external tests.
+var UncommentBackendsForTest = uncommentBackends
