@@ -220,8 +220,9 @@ func TestSyntaxAndTypeErrors(t *testing.T) {
 		{"syntax", "[server\nsocket = 1", "test.toml:2:8: expected '.' or ']'"},
 		{"duplicate key", "[server]\nsocket = \"a\"\nsocket = \"b\"\n", "test.toml:3"},
 		{"type", "[server]\nsocket = 1\n", "test.toml:2: server.socket: incompatible types"},
-		{"duration", "[limits]\nshutdown_timeout = \"soon\"\n", `test.toml:2: limits.shutdown_timeout: "soon" is not a duration`},
+		{"duration", "[limits]\nshutdown_timeout = \"soon\"\n", `test.toml:2:21: limits.shutdown_timeout: "soon" is not a duration`},
 		{"duration int", "[limits]\nshutdown_timeout = 30\n", `limits.shutdown_timeout: "30" is not a duration`},
+		{"indexed type error", "[[tenants]]\nname = \"a\"\n[[tenants]]\nname = \"b\"\n[[tenants.keys]]\nid = 5\n", "test.toml:6: tenants[1].keys[0].id: incompatible types"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse(t, tc.doc)

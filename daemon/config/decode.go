@@ -39,7 +39,7 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 	raw := rawConfig{Server: d.Server, Limits: d.Limits}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
 	if err != nil {
-		return nil, nil, decodeError(filename, err)
+		return nil, nil, decodeError(filename, data, err)
 	}
 	src := &source{file: filename, md: md, pos: scanPositions(string(data))}
 	c := &Config{
@@ -71,18 +71,17 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 }
 
 // decodeError turns a toml error into a Problem keeping its position.
-func decodeError(filename string, err error) error {
+func decodeError(filename string, data []byte, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		p := &Problem{File: filename, Line: pe.Position.Line, Col: pe.Position.Col, Err: tomlError{pe}}
 		if pe.LastKey != "" {
-			p.Field = pe.LastKey
-			p.Col = 0
+			p.Field = scanPositions(string(data)).indexedAt(pe.Position.Line, pe.LastKey)
 		}
 		return p
 	}
 	if line, key, msg, ok := splitTypeError(err); ok {
-		return &Problem{File: filename, Line: line, Field: key, Err: msg}
+		return &Problem{File: filename, Line: line, Field: scanPositions(string(data)).indexedAt(line, key), Err: msg}
 	}
 	return &Problem{File: filename, Err: err}
 }
@@ -239,10 +238,10 @@ func (b *Backend) Decode(v any) error {
 	if err := s.md.PrimitiveDecode(b.prim, v); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) && pe.LastKey != "" {
-			return s.problem(pe.LastKey, tomlError{pe})
+			return &Problem{File: s.file, Line: pe.Position.Line, Field: s.pos.indexedAt(pe.Position.Line, pe.LastKey), Err: tomlError{pe}}
 		}
 		if line, key, msg, ok := splitTypeError(err); ok && key != "" {
-			return &Problem{File: s.file, Line: line, Field: key, Err: msg}
+			return &Problem{File: s.file, Line: line, Field: s.pos.indexedAt(line, key), Err: msg}
 		}
 		return &Problem{File: s.file, Field: "backends." + quoteKey(b.Name), Err: decodeMessage(err)}
 	}
@@ -259,6 +258,33 @@ func (b *Backend) Decode(v any) error {
 type positions struct {
 	byPlain   map[string][]keyPos // keyID (no indexes) -> occurrences
 	byIndexed map[string]int      // indexed name -> line
+	byLine    map[int][]keyPos    // line -> keys defined there
+}
+
+// indexedAt returns the indexed name of the key written key.String() style
+// (as the library names keys, without array indexes) at line, or key itself.
+func (p *positions) indexedAt(line int, key string) string {
+	for _, kp := range p.byLine[line] {
+		if unindex(kp.indexed) == key {
+			return kp.indexed
+		}
+	}
+	return key
+}
+
+// unindex removes "[N]" array indexes from an indexed name.
+func unindex(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '[' {
+			if j := strings.IndexByte(s[i:], ']'); j > 0 {
+				i += j
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 type keyPos struct {
@@ -290,10 +316,11 @@ func (p *positions) line(field string) int {
 // dotted keys and arrays of tables (to produce indexed names); it skips
 // multi-line strings and the continuation lines of multi-line arrays.
 func scanPositions(doc string) *positions {
-	p := &positions{byPlain: map[string][]keyPos{}, byIndexed: map[string]int{}}
+	p := &positions{byPlain: map[string][]keyPos{}, byIndexed: map[string]int{}, byLine: map[int][]keyPos{}}
 	add := func(plain []string, indexed string, line int) {
 		id := keyID(plain)
 		p.byPlain[id] = append(p.byPlain[id], keyPos{indexed, line})
+		p.byLine[line] = append(p.byLine[line], keyPos{indexed, line})
 		if _, ok := p.byIndexed[indexed]; !ok {
 			p.byIndexed[indexed] = line
 		}
