@@ -1,0 +1,299 @@
+package main
+
+// envelopd pkcs11 list|generate|import: prepare a PKCS#11 token (an HSM,
+// SoftHSM) for envelopd without other tools.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/backends/pkcs11"
+	"github.com/envelopd/envelopd/internal/pki"
+)
+
+func init() {
+	register(&command{
+		name:    "pkcs11",
+		summary: "list, generate and import RSA keys on a PKCS#11 token (HSM, SoftHSM)",
+		run:     runPKCS11,
+	})
+}
+
+const pkcs11Usage = `usage: envelopd pkcs11 <list|generate|import> [flags]
+
+  list      list the RSA private keys on the token, with their certificates
+  generate  create a key pair on the token (sensitive, not extractable) and a
+            self-signed certificate signed by the token, stored with the key;
+            optionally write a CSR for a CA to sign
+  import    put an existing PEM private key and its certificate(s) onto the
+            token (migration from a key file); with -cert but no -key, store
+            certificates (e.g. CA-signed, from the CSR) with an existing key
+
+Every subcommand takes -module PATH, -token LABEL (or -serial) and -pin SPEC
+(env:NAME, file:PATH or pass:VALUE; default env:ENVELOPD_PKCS11_PIN).
+`
+
+// softHSMModule is the default -module where it exists.
+const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+
+func runPKCS11(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(env.stderr, pkcs11Usage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "list":
+		return pkcs11List(ctx, env, args[1:])
+	case "generate":
+		return pkcs11Generate(ctx, env, args[1:])
+	case "import":
+		return pkcs11Import(ctx, env, args[1:])
+	}
+	fmt.Fprintf(env.stderr, "envelopd pkcs11: unknown subcommand %q\n", args[0])
+	fmt.Fprint(env.stderr, pkcs11Usage)
+	return errUsage
+}
+
+type pkcs11Flags struct {
+	module, token, serial, pin string
+	timeout                    time.Duration
+}
+
+func (f *pkcs11Flags) add(fs *flag.FlagSet) {
+	def := ""
+	if _, err := os.Stat(softHSMModule); err == nil {
+		def = softHSMModule
+	}
+	fs.StringVar(&f.module, "module", def, "PKCS#11 library (.so)")
+	fs.StringVar(&f.token, "token", "", "token label")
+	fs.StringVar(&f.serial, "serial", "", "token serial number (instead of -token)")
+	fs.StringVar(&f.pin, "pin", "env:ENVELOPD_PKCS11_PIN", "user PIN reference: env:NAME, file:PATH or pass:VALUE")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "overall time limit")
+}
+
+func (f *pkcs11Flags) open(ctx context.Context, cmd string) (*pkcs11.Backend, error) {
+	switch {
+	case f.module == "":
+		return nil, fmt.Errorf("pkcs11 %s: -module is required (the PKCS#11 library, e.g. %s)", cmd, softHSMModule)
+	case f.token == "" && f.serial == "":
+		return nil, fmt.Errorf("pkcs11 %s: -token LABEL (or -serial) is required", cmd)
+	case f.token != "" && f.serial != "":
+		return nil, fmt.Errorf("pkcs11 %s: give -token or -serial, not both", cmd)
+	}
+	return pkcs11.Open(ctx, "", pkcs11.Options{Module: f.module, TokenLabel: f.token, TokenSerial: f.serial, PIN: f.pin, MaxSessions: 2})
+}
+
+func pkcs11List(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "pkcs11 list", "-token LABEL [-module PATH] [-pin SPEC]")
+	var f pkcs11Flags
+	f.add(fs)
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	b, err := f.open(ctx, "list")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	keys, err := b.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	caps := b.Capabilities()
+	paddings := make([]string, len(caps.Paddings))
+	for i, p := range caps.Paddings {
+		paddings[i] = p.String()
+	}
+	label, serial := b.TokenInfo()
+	fmt.Fprintf(env.stdout, "token %q (serial %s): %d RSA key(s); unwraps %s\n", label, serial, len(keys), strings.Join(paddings, ", "))
+	if len(keys) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BITS\tCERTIFICATE\tNOT AFTER\tREFERENCE")
+	for _, k := range keys {
+		subject, notAfter := "-", "-"
+		if len(k.Chain) > 0 {
+			subject = k.Chain[0].Subject.String()
+			notAfter = k.Chain[0].NotAfter.UTC().Format(time.DateOnly)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", k.Public.N.BitLen(), subject, notAfter, k.Ref)
+	}
+	return tw.Flush()
+}
+
+func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "pkcs11 generate", "-token LABEL -label NAME -subject DN [-bits 3072] [-days 825] [-csr FILE] [-cert-out FILE]")
+	var f pkcs11Flags
+	f.add(fs)
+	label := fs.String("label", "", "CKA_LABEL of the new key pair (required)")
+	bits := fs.Int("bits", 3072, "RSA modulus size: 2048, 3072 or 4096")
+	subject := fs.String("subject", "", `certificate subject, e.g. "CN=tenant-a recordings,O=Example" (required)`)
+	days := fs.Int("days", 825, "validity of the self-signed certificate in days")
+	csrPath := fs.String("csr", "", "also write a certificate signing request (PEM) here")
+	certOut := fs.String("cert-out", "", "also write the self-signed certificate (PEM) here")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	switch {
+	case *label == "":
+		return errors.New("pkcs11 generate: -label is required")
+	case *subject == "":
+		return errors.New("pkcs11 generate: -subject is required")
+	case *days < 1:
+		return errors.New("pkcs11 generate: -days must be positive")
+	}
+	if *bits != 2048 && *bits != 3072 && *bits != 4096 {
+		return fmt.Errorf("pkcs11 generate: -bits %d: use 2048, 3072 or 4096", *bits)
+	}
+	name, err := parseDN(*subject)
+	if err != nil {
+		return fmt.Errorf("pkcs11 generate: -subject: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	b, err := f.open(ctx, "generate")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: *label, Bits: *bits})
+	if err != nil {
+		return err
+	}
+	// From here on a failure removes the half-made key again.
+	fail := func(err error) error {
+		if derr := b.DeleteKey(context.WithoutCancel(ctx), info.Ref); derr != nil {
+			return fmt.Errorf("%w (and removing the new key failed: %v)", err, derr)
+		}
+		return err
+	}
+	signer, err := b.Signer(ctx, info.Ref)
+	if err != nil {
+		return fail(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return fail(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial.Add(serial, big.NewInt(1)),
+		Subject:               name,
+		NotBefore:             now.Add(-5 * time.Minute),
+		NotAfter:              now.AddDate(0, 0, *days),
+		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
+		SubjectKeyId:          pki.SubjectKeyID(info.Public),
+		BasicConstraintsValid: true,
+		SignatureAlgorithm:    x509.SHA256WithRSA,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, info.Public, signer)
+	if err != nil {
+		return fail(fmt.Errorf("pkcs11 generate: signing the certificate on the token: %w", err))
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fail(err)
+	}
+	if err := b.StoreCertificates(ctx, info.Ref, []*x509.Certificate{cert}); err != nil {
+		return fail(err)
+	}
+	var csr []byte
+	if *csrPath != "" {
+		csr, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: name, SignatureAlgorithm: x509.SHA256WithRSA}, signer)
+		if err != nil {
+			return fail(fmt.Errorf("pkcs11 generate: signing the CSR on the token: %w", err))
+		}
+	}
+	fmt.Fprintf(env.stdout, "generated a %d-bit RSA key on the token with a self-signed certificate (%s, until %s)\nreference: %s\n",
+		*bits, cert.Subject, cert.NotAfter.UTC().Format(time.DateOnly), info.Ref)
+	// The key is made and stored; output files that fail now do not undo it.
+	if *certOut != "" {
+		if err := writePEM(env, *certOut, "CERTIFICATE", der); err != nil {
+			return fmt.Errorf("the key was generated, but the certificate was not written: %w", err)
+		}
+		fmt.Fprintf(env.stdout, "wrote certificate %s\n", *certOut)
+	}
+	if *csrPath != "" {
+		if err := writePEM(env, *csrPath, "CERTIFICATE REQUEST", csr); err != nil {
+			return fmt.Errorf("the key was generated, but the CSR was not written: %w", err)
+		}
+		fmt.Fprintf(env.stdout, "wrote CSR %s; store the signed certificate with: envelopd pkcs11 import -label %s -cert FILE\n", *csrPath, *label)
+	}
+	return nil
+}
+
+func pkcs11Import(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "pkcs11 import", "-token LABEL -label NAME [-key KEY.pem [-key-pass SPEC]] -cert CERT.pem")
+	var f pkcs11Flags
+	f.add(fs)
+	label := fs.String("label", "", "CKA_LABEL of the key (required)")
+	keyPath := fs.String("key", "", "RSA private key, PEM (PKCS#1, PKCS#8 or encrypted PKCS#8)")
+	keyPass := fs.String("key-pass", "", "password reference for an encrypted key (env:, file:, pass:)")
+	certPath := fs.String("cert", "", "certificate PEM, leaf first, optionally followed by its chain (required)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	switch {
+	case *label == "":
+		return errors.New("pkcs11 import: -label is required")
+	case *certPath == "":
+		return errors.New("pkcs11 import: -cert is required")
+	case *keyPass != "" && *keyPath == "":
+		return errors.New("pkcs11 import: -key-pass needs -key")
+	}
+	chain, err := pki.LoadCertificates(*certPath)
+	if err != nil {
+		return fmt.Errorf("pkcs11 import: %w", err)
+	}
+	if len(chain) == 0 {
+		return fmt.Errorf("pkcs11 import: %s holds no certificate", *certPath)
+	}
+	var key *rsa.PrivateKey
+	if *keyPath != "" {
+		if key, err = pki.LoadPrivateKey(*keyPath, *keyPass); err != nil {
+			return fmt.Errorf("pkcs11 import: %w", err)
+		}
+		if err := pki.KeyMatchesCert(key, chain[0]); err != nil {
+			return fmt.Errorf("pkcs11 import: %s and %s: %w", *keyPath, *certPath, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	b, err := f.open(ctx, "import")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if key == nil {
+		if err := b.StoreCertificates(ctx, *label, chain); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "stored %d certificate(s) with key %q (leaf %s)\n", len(chain), *label, chain[0].Subject)
+		return nil
+	}
+	info, err := b.ImportKey(ctx, backends.ImportRequest{Name: *label, Key: key, Chain: chain})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "imported the %d-bit RSA key and %d certificate(s) onto the token (sensitive, not extractable)\nreference: %s\n",
+		key.N.BitLen(), len(chain), info.Ref)
+	fmt.Fprintf(env.stderr, "the token now holds the key: keep %s only as an offline backup, or destroy it\n", *keyPath)
+	return nil
+}
