@@ -288,3 +288,25 @@ func transitRunCLI(args ...string) (code int, stdout, stderr string) {
 	code = runMain(context.Background(), env, args)
 	return code, out.String(), errb.String()
 }
+
+// TestTransitCLIErrors: bad command lines give one clear line and exit
+// non-zero, without contacting Vault.
+func TestTransitCLIErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"transit", "generate", "-token", "env:X", "-name", "k"}, "-address is required"},
+		{[]string{"transit", "generate", "-address", "http://127.0.0.1:1", "-name", "k"}, "-token is required"},
+		{[]string{"transit", "generate", "-address", "http://127.0.0.1:1", "-token", "hvs.inline", "-name", "k"}, "invalid configuration"},
+		{[]string{"transit", "import", "-address", "http://127.0.0.1:1", "-token", "env:X", "-name", "k"}, "-key is required"},
+		{[]string{"transit", "csr", "-address", "http://127.0.0.1:1", "-token", "env:X", "-name", "k"}, "-subject is required"},
+		{[]string{"transit", "set-certificate", "-address", "http://127.0.0.1:1", "-token", "env:X", "-name", "k"}, "-chain is required"},
+		{[]string{"transit", "frobnicate"}, "unknown subcommand"},
+	} {
+		code, _, errOut := transitRunCLI(tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "hvs.inline") {
+			t.Errorf("envelopd %s: exit %d, stderr %q; want %q", strings.Join(tc.args, " "), code, errOut, tc.want)
+		}
+	}
+}
