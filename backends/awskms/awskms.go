@@ -83,7 +83,7 @@ type Backend struct {
 	name    string
 	client  api
 	timeout time.Duration
-	http    *awshttp.BuildableClient
+	idle    interface{ CloseIdleConnections() } // may be nil
 	closed  atomic.Bool
 
 	mu       sync.Mutex
@@ -147,10 +147,8 @@ func open(ctx context.Context, name string, o Options, extra ...func(*config.Loa
 		return nil, err
 	}
 
-	hc := awshttp.NewBuildableClient()
 	lo := []func(*config.LoadOptions) error{
 		config.WithRegion(o.Region),
-		config.WithHTTPClient(hc),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = attempts
@@ -165,6 +163,12 @@ func open(ctx context.Context, name string, o Options, extra ...func(*config.Loa
 	if err != nil {
 		return nil, &backends.Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: loading the AWS configuration: %v", backends.ErrInvalidConfig, err)}
 	}
+	// Freeze the SDK's HTTP client (with any CA bundle the shared config
+	// asks for) so that Close can release its idle connections.
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		cfg.HTTPClient = bc.Freeze()
+	}
+	idle, _ := cfg.HTTPClient.(interface{ CloseIdleConnections() })
 	if cfg.Credentials != nil {
 		// Mark credential failures so classify can tell them from
 		// network failures (the SDK wraps them in plain strings).
@@ -175,7 +179,7 @@ func open(ctx context.Context, name string, o Options, extra ...func(*config.Loa
 			ko.BaseEndpoint = aws.String(o.Endpoint)
 		}
 	})
-	return &Backend{name: name, client: client, timeout: timeout, http: hc}, nil
+	return &Backend{name: name, client: client, timeout: timeout, idle: idle}, nil
 }
 
 // checkEndpoint accepts https URLs, and http ones only for loopback hosts:
@@ -398,8 +402,8 @@ func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
-	if tr, ok := any(b.http.GetTransport()).(interface{ CloseIdleConnections() }); ok {
-		tr.CloseIdleConnections()
+	if b.idle != nil {
+		b.idle.CloseIdleConnections()
 	}
 	return nil
 }

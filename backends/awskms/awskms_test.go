@@ -270,6 +270,9 @@ func TestClosed(t *testing.T) {
 	s := kmstest.Shared(t)
 	b := openAt(t, s.URL, Options{})
 	k := mustKey(t, b, newKey(t, b, 2048))
+	if b.idle == nil {
+		t.Error("the SDK's HTTP client cannot close idle connections")
+	}
 	b.Close()
 	if _, err := k.Decrypt(context.Background(), make([]byte, 256), oaep256); !errors.Is(err, backends.ErrClosed) {
 		t.Errorf("Decrypt after Close = %v", err)
