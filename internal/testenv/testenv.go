@@ -160,8 +160,9 @@ func NewCert(t testing.TB, cn string, o *CertOptions) *Cert {
 		na = time.Now().AddDate(1, 0, 0)
 	}
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	ski := sha1.Sum(pub)
+	// RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING, which for
+	// RSA is the PKCS#1 RSAPublicKey (what openssl writes).
+	ski := sha1.Sum(x509.MarshalPKCS1PublicKey(&key.PublicKey))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"envelopd tests"}},
