@@ -49,7 +49,8 @@
 // misread; readers refuse versions they do not know.
 //
 // Production KDF parameters are [DefaultKDF] (argon2id, 3 passes, 64 MiB,
-// 2 lanes: about 0.3 s on one core of the development machine). Readers take
+// 2 lanes: 0.3 to 0.6 s on the shared development machine, see
+// BenchmarkOpenDefaultKDF). Readers take
 // the parameters from the header, within sanity bounds (at most 4 GiB and 64
 // passes) so a crafted file cannot make the reader allocate without bound.
 //
