@@ -172,9 +172,10 @@ func buildRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt
 		bySKI:          map[string][]*tenantKey{},
 		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
 	}
+	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
 		if err != nil {
-			rt.closeBackends()
+			opened.closeBackends()
 		}
 	}()
 	timeout := cfg.Limits.BackendTimeout.Duration
