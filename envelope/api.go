@@ -62,8 +62,9 @@ type Options struct {
 	Cipher Cipher
 	// Length is the plaintext length if known, or -1. A known length makes
 	// Encrypt write definite-length DER; -1 writes BER with indefinite
-	// lengths. Writing a different number of bytes than a known Length is
-	// an error at Close.
+	// lengths. Writing more bytes than a known Length is an error at Write,
+	// fewer an error at Close. Note that the zero value means a known
+	// length of 0: set -1 (or pass nil Options) for a stream.
 	Length int64
 	// Rand is the randomness source (nil = crypto/rand).
 	Rand io.Reader

@@ -414,6 +414,9 @@ func ParseHeader(b []byte) (*Header, error) {
 // of kr or of the key that are not decryption failures (backend
 // unavailable, cancelled) are returned wrapped.
 func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
+	if kr == nil {
+		return nil, ErrNoRecipient
+	}
 	for i := range r.hdr.Recipients {
 		ri := r.hdr.Recipients[i]
 		dec, err := kr.ResolveRecipient(&ri)
