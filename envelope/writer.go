@@ -249,6 +249,9 @@ func Encrypt(dst io.Writer, recipients []Recipient, opts *Options) (io.WriteClos
 	if err != nil {
 		return nil, err
 	}
+	if dk.Cipher.IsGCM() && o.Length > int64(gcmstream.MaxBytes) {
+		return nil, fmt.Errorf("envelope: AES-GCM content is limited to %d bytes", uint64(gcmstream.MaxBytes))
+	}
 	ctLen := int64(-1)
 	if o.Length >= 0 {
 		ctLen = o.Length
