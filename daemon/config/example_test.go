@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -67,4 +68,37 @@ func sectionOf(doc, name string) string {
 		rest = rest[:j]
 	}
 	return rest
+}
+
+func ExampleParse() {
+	doc := `
+[server]
+socket = "/run/envelopd/envelopd.sock"
+data_dir = "/var/lib/envelopd"
+
+[backends.local]
+type = "file"
+keystore = "/var/lib/envelopd/keystore.p12"
+password = "env:ENVELOPD_KEYSTORE_PASSWORD"
+
+[[tenants]]
+name = "acme"
+  [[tenants.keys]]
+  id = "2026"
+  backend = "hsm"
+  key = "acme-2026"
+  paddding = "oaep-sha256"
+
+[[clients]]
+name = "recorder"
+uid = 998
+tenants = ["acme"]
+allow = ["encrypt", "sign"]
+`
+	_, err := config.Parse([]byte(doc), "config.toml")
+	fmt.Println(err)
+	// Output:
+	// config.toml:17: unknown key tenants[0].keys[0].paddding
+	// config.toml:15: tenants[0].keys[0].backend: no backend named "hsm" (known: local)
+	// config.toml:23: clients[0].allow[1]: unknown operation "sign": use encrypt, datakey, decrypt, unwrap, rewrap, admin
 }
