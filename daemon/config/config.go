@@ -275,7 +275,10 @@ type TenantKey struct {
 	// State is active (default) or retired.
 	State string `toml:"state"`
 	// KeyID names the recipient by SubjectKeyIdentifier instead of issuer
-	// and serial number. It is implied when the key has no certificate.
+	// and serial number. It is as configured (default false): whether the
+	// key has a certificate at all (Cert, or one the backend supplies) is
+	// known only when the backend opens, and a key without any certificate
+	// is named by key id regardless.
 	KeyID bool `toml:"keyid"`
 }
 

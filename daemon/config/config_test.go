@@ -84,7 +84,7 @@ func TestParseBaseAndDefaults(t *testing.T) {
 		t.Errorf("limits = %+v", l)
 	}
 	k := c.Tenants[0].Keys[0]
-	if k.Padding != backends.PKCS1v15 || k.PaddingName != "pkcs1v15" || k.State != StateActive || !k.Active() || !k.KeyID {
+	if k.Padding != backends.PKCS1v15 || k.PaddingName != "pkcs1v15" || k.State != StateActive || !k.Active() || k.KeyID {
 		t.Errorf("key = %+v", k)
 	}
 	b := c.Backends["local"]

@@ -174,9 +174,6 @@ func (c *Config) validate(opts Options) []*Problem {
 			if k.State != StateActive && k.State != StateRetired {
 				v.add(kf+".state", "%q is not active or retired", k.State)
 			}
-			if k.Cert == "" {
-				k.KeyID = true
-			}
 		}
 	}
 
