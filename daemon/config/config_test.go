@@ -602,3 +602,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanPositions: the line scanner never panics, on any input.
+func FuzzScanPositions(f *testing.F) {
+	f.Add(base)
+	f.Add("[[a]]\n[[a.b]]\nx = '''\n[c]\n'''\n\"q\\\"k\".y = [\n{z = 1}, \"=\" ]\n")
+	f.Add("a = \"\"\"\nb = 1\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		p := scanPositions(doc)
+		for _, occ := range p.byPlain {
+			for _, o := range occ {
+				_ = p.indexedAt(o.line, unindex(o.indexed))
+				_ = p.line(o.indexed)
+			}
+		}
+	})
+}
