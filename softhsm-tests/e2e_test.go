@@ -80,6 +80,7 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	path := func(n string) string { return filepath.Join(dir, n) }
 	tok := []string{"-module", hsm.module, "-token", e2eLabel}
+	reinitToken(t, e2eLabel) // start empty, also under -count
 
 	// 1. Prepare the token with the CLI.
 	out := cliOK(t, append([]string{"pkcs11", "generate", "-label", "e2e-gen", "-bits", "2048",

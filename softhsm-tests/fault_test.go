@@ -262,6 +262,7 @@ func TestPINChangedUnderneath(t *testing.T) {
 func TestTokenReinitialised(t *testing.T) {
 	need(t)
 	const label = reinitLabel
+	reinitToken(t, label) // start empty, also under -count
 	b := open(t, func(o *pkcs11.Options) { o.TokenLabel = label })
 	info, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: "victim", Bits: 2048})
 	if err != nil {
