@@ -4,7 +4,9 @@
 #
 #   vault      Vault v1.19.5 dev server (tools module contrib/testenv/vaultbuild;
 #              BUSL-1.1: built only as a test server, never shipped)
-#   local-kms  AWS KMS API emulator (tools module contrib/testenv/localkms)
+#   local-kms  AWS KMS API emulator (tools module contrib/testenv/localkms:
+#              its own main.go around github.com/nsmithuk/local-kms, listening
+#              on 127.0.0.1 only)
 #
 # A binary already present at the pinned version is kept. Neither module is
 # part of envelopd's own go.mod.
@@ -16,8 +18,11 @@ mkdir -p "$tools"
 
 build() { # name module-dir package [tags]
 	local name="$1" dir="$2" pkg="$3" tags="${4:-}"
-	local stamp="$tools/.$name.stamp" want
-	want="$(sha256sum "$dir/go.mod" | cut -c1-16)"
+	local stamp="$tools/.$name.stamp" want files=("$dir/go.mod")
+	# The stamp covers go.mod and, when the module's own package is built
+	# ("."), its Go files: a version bump or a change to main.go rebuilds.
+	[[ "$pkg" == . ]] && files+=("$dir"/*.go)
+	want="$(cat "${files[@]}" | sha256sum | cut -c1-16)"
 	if [[ -x "$tools/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 		echo "tools: $name is up to date ($tools/$name)"
 		return
@@ -33,5 +38,5 @@ build() { # name module-dir package [tags]
 	echo "tools: built $name in $((SECONDS - start))s"
 }
 
-build local-kms "$here/localkms" github.com/nsmithuk/local-kms
+build local-kms "$here/localkms" .
 build vault "$here/vaultbuild" github.com/hashicorp/vault minimal

@@ -3,7 +3,11 @@ module localkmsbuild
 
 go 1.26
 
-require github.com/nsmithuk/local-kms v0.0.0-20260228092603-2a5e92d09ab6
+require (
+	github.com/nsmithuk/local-kms v0.0.0-20260228092603-2a5e92d09ab6
+	github.com/syndtr/goleveldb v1.0.1-0.20210819022825-2ae1ddf74ef7
+	gopkg.in/yaml.v2 v2.4.0
+)
 
 require (
 	github.com/aws/aws-sdk-go v1.44.295 // indirect
@@ -14,7 +18,5 @@ require (
 	github.com/jmespath/go-jmespath v0.4.0 // indirect
 	github.com/konsorten/go-windows-terminal-sequences v1.0.2 // indirect
 	github.com/sirupsen/logrus v1.4.2 // indirect
-	github.com/syndtr/goleveldb v1.0.1-0.20210819022825-2ae1ddf74ef7 // indirect
 	golang.org/x/sys v0.5.0 // indirect
-	gopkg.in/yaml.v2 v2.4.0 // indirect
 )

@@ -2,12 +2,16 @@
 // API emulator) for envelopd's tests, and puts fault-injecting proxies in
 // front of it.
 //
-// local-kms listens on every interface of the port it is given (its PORT is
-// only a port number). The tests therefore never talk to it directly: every
-// Server is fronted by a reverse proxy on 127.0.0.1, and local-kms itself
-// gets a random port (PORT=0) that nobody is told about. The proxy is also
-// what makes [Server.Seed] possible: local-kms reads seed keys only at start,
-// so seeding restarts the process behind the proxy while requests wait.
+// The local-kms binary is envelopd's own build (contrib/testenv/tools.sh,
+// tools module contrib/testenv/localkms): upstream's request handler behind
+// a listener on $KMS_LISTEN, which kmstest sets to 127.0.0.1:0. The binary
+// reports the address it bound; an address that is not loopback (upstream's
+// own binary listens on every interface) is refused.
+//
+// Every Server is fronted by a reverse proxy on 127.0.0.1 whose URL stays
+// the same for the Server's life. That is what makes [Server.Seed] possible:
+// local-kms reads seed keys only at start, so seeding restarts the process
+// (on a new port) behind the proxy while requests wait.
 //
 // # Concurrency
 //
@@ -40,6 +44,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -67,7 +72,7 @@ const (
 func Binary() (string, error) { return testenv.Tool("local-kms", "ENVELOPD_LOCALKMS_BIN") }
 
 // Hint says how to get local-kms.
-const Hint = "run contrib/testenv/tools.sh, or go install github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6 and set ENVELOPD_LOCALKMS_BIN"
+const Hint = "run contrib/testenv/tools.sh (or go build in contrib/testenv/localkms and set ENVELOPD_LOCALKMS_BIN)"
 
 // Env returns environment entries that give the AWS SDK's default chain
 // dummy static credentials and nothing else (no shared files, no IMDS), for
@@ -201,7 +206,7 @@ func start(bin, dir string) (*Server, error) {
 	return s, nil
 }
 
-var startedRE = regexp.MustCompile(`Local KMS started on [^:\s]*:(\d+)`)
+var startedRE = regexp.MustCompile(`Local KMS started on (\S+)`)
 var ansiRE = regexp.MustCompile("\x1b\\[[0-9;]*m")
 
 // launch starts local-kms with the given seed file; s.mu must be held for
@@ -209,7 +214,7 @@ var ansiRE = regexp.MustCompile("\x1b\\[[0-9;]*m")
 func (s *Server) launch(seed string) error {
 	cmd := exec.Command(s.bin)
 	cmd.Env = append(os.Environ(),
-		"PORT=0",
+		"KMS_LISTEN=127.0.0.1:0",
 		"KMS_DATA_PATH="+filepath.Join(s.dir, "data"),
 		"KMS_SEED_PATH="+seed,
 		"KMS_REGION="+Region,
@@ -228,7 +233,7 @@ func (s *Server) launch(seed string) error {
 		close(done)
 	}()
 	out := &tailBuffer{}
-	port := make(chan string, 1)
+	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
@@ -236,16 +241,16 @@ func (s *Server) launch(seed string) error {
 			out.add(line)
 			if m := startedRE.FindStringSubmatch(line); m != nil {
 				select {
-				case port <- m[1]:
+				case addr <- m[1]:
 				default:
 				}
 			}
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	var p string
+	var a string
 	select {
-	case p = <-port:
+	case a = <-addr:
 	case <-done:
 		return fmt.Errorf("local-kms exited at start: %s", out.String())
 	case <-time.After(20 * time.Second):
@@ -253,29 +258,16 @@ func (s *Server) launch(seed string) error {
 		<-done
 		return fmt.Errorf("local-kms did not start within 20s: %s", out.String())
 	}
-	s.cmd, s.done, s.out = cmd, done, out
-	s.target = &url.URL{Scheme: "http", Host: "127.0.0.1:" + p}
-	// It logs "started" just before Serve; make sure it answers.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		req, _ := http.NewRequest(http.MethodPost, s.target.String()+"/", strings.NewReader("{}"))
-		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-		req.Header.Set("X-Amz-Target", "TrentService.ListKeys")
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("ListKeys: HTTP %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return fmt.Errorf("local-kms does not answer: %v: %s", err, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The listener is bound before the line is printed, so it accepts
+	// connections from now on.
+	if ap, err := netip.ParseAddrPort(a); err != nil || !ap.Addr().IsLoopback() {
+		cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("local-kms listens on %q, not on a loopback address: use envelopd's build (%s)", a, Hint)
 	}
+	s.cmd, s.done, s.out = cmd, done, out
+	s.target = &url.URL{Scheme: "http", Host: a}
+	return nil
 }
 
 func (s *Server) stop() {
@@ -349,7 +341,7 @@ func (s *Server) seed(key *rsa.PrivateKey, alias string) (string, error) {
 	if err := s.launch(f); err != nil {
 		return "", err
 	}
-	if !strings.Contains(s.out.String(), "Imported RSA key") {
+	if !strings.Contains(s.out.String(), "Imported RSA key "+id) {
 		return "", fmt.Errorf("local-kms did not import the seed: %s", s.out.String())
 	}
 	return id, nil
