@@ -57,7 +57,11 @@
 // RSASSA-PKCS1-v1_5 through CKM_RSA_PKCS; PSS is not offered. Cryptoki calls
 // cannot be interrupted: a context is checked before each call and while
 // waiting for a session, not during one. Several tokens behind one library
-// are fine; two Backends on the same token share its login state.
+// are fine; two Backends on the same token share its login state. Other code
+// in the process that closes this library's sessions while a call is in
+// flight can crash SoftHSM (seen with C_CloseAllSessions during C_Decrypt);
+// this package never closes a session that is in use, and re-initialises
+// the library only when no call is in flight.
 //
 // # Security
 //
