@@ -78,7 +78,7 @@ data_dir = "/var/lib/envelopd"
 
 [backends.local]
 type = "file"
-keystore = "/var/lib/envelopd/keystore.p12"
+keystore = "/var/lib/envelopd/keys.envks"
 password = "env:ENVELOPD_KEYSTORE_PASSWORD"
 
 [[tenants]]
