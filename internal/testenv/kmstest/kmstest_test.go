@@ -49,7 +49,9 @@ func TestSeed(t *testing.T) {
 		{"alias/kmstest-one", id1},
 		{id2, id2},
 	} {
-		var d struct{ KeyMetadata struct{ KeyId, KeySpec, KeyUsage, KeyState string } }
+		var d struct {
+			KeyMetadata struct{ KeyId, KeySpec, KeyUsage, KeyState string }
+		}
 		if code := call(t, s.URL, "DescribeKey", map[string]string{"KeyId": tc.ref}, &d); code != http.StatusOK {
 			t.Fatalf("DescribeKey %s: HTTP %d\n%s", tc.ref, code, s.Log())
 		}
