@@ -613,17 +613,14 @@ func decodeEnvelopeText(s string, limit int64) ([]byte, error) {
 	return nil, newAPIError(http.StatusBadRequest, "malformed", "the envelope is neither PEM nor base64 DER")
 }
 
-// cipherParam parses a cipher name; "" is the default.
+// cipherParam parses a cipher name ("aes-256-cbc", "aes256", ...); "" is
+// the default.
 func cipherParam(s string) (envelope.Cipher, error) {
-	if s == "" {
-		return envelope.DefaultCipher, nil
+	c, err := envelope.ParseCipher(s)
+	if err != nil {
+		return 0, newAPIError(http.StatusBadRequest, "bad_cipher", "unknown cipher %q: use aes-128-cbc, aes-192-cbc, aes-256-cbc, aes-128-gcm or aes-256-gcm", s)
 	}
-	for _, c := range []envelope.Cipher{envelope.AES128CBC, envelope.AES192CBC, envelope.AES256CBC, envelope.AES128GCM, envelope.AES256GCM} {
-		if strings.EqualFold(s, c.String()) {
-			return c, nil
-		}
-	}
-	return 0, newAPIError(http.StatusBadRequest, "bad_cipher", "unknown cipher %q: use aes-128-cbc, aes-192-cbc, aes-256-cbc, aes-128-gcm or aes-256-gcm", s)
+	return c, nil
 }
 
 // readJSON decodes a JSON body of at most max_json_bytes into v, strictly.
