@@ -69,21 +69,22 @@ const (
 )
 
 type fixture struct {
-	t         testing.TB
-	dir       string
-	socket    string
-	addr      string // loopback TLS address
-	cfgPath   string
-	auditPath string
-	logPath   string
-	keys      map[string]*testenv.Cert // keystore alias -> key and certificate
-	keyFiles  map[string]string        // alias -> PEM private key file
-	serverCA  *x509.CertPool
-	proc      *exec.Cmd
-	exited    chan error
-	unix      *http.Client
-	extra     string // appended to the configuration
-	limits    string
+	t           testing.TB
+	dir         string
+	socket      string
+	addr        string // loopback TLS address
+	cfgPath     string
+	auditPath   string
+	logPath     string
+	keys        map[string]*testenv.Cert // keystore alias -> key and certificate
+	keyFiles    map[string]string        // alias -> PEM private key file
+	serverCA    *x509.CertPool
+	proc        *exec.Cmd
+	exited      chan error
+	unix        *http.Client
+	extra       string // appended to the configuration
+	serverExtra string // appended to [server]
+	limits      string
 }
 
 type fixtureOptions struct {
@@ -162,6 +163,7 @@ tls_key = %[4]q
 data_dir = %[5]q
 audit_log = %[6]q
 log_level = "debug"
+%[13]s
 
 [limits]
 %[11]s
@@ -216,7 +218,7 @@ tenants = ["other"]
 allow = ["datakey"]
 %[12]s
 `, f.socket, f.addr, filepath.Join(f.dir, "tls.crt"), filepath.Join(f.dir, "tls.key"), filepath.Join(f.dir, "data"), f.auditPath,
-		filepath.Join(f.dir, "ks.envks"), "file:"+filepath.Join(f.dir, "ks.pass"), os.Getuid(), f.dir, f.limits, f.extra)
+		filepath.Join(f.dir, "ks.envks"), "file:"+filepath.Join(f.dir, "ks.pass"), os.Getuid(), f.dir, f.limits, f.extra, f.serverExtra)
 	if err := os.WriteFile(f.cfgPath, []byte(cfg), 0o600); err != nil {
 		f.t.Fatal(err)
 	}
@@ -999,6 +1001,51 @@ name = "fresh"
 	}
 }
 
+// TestE2EMTLS: with client_ca, TCP clients need a certificate from that CA
+// and are matched by its subject.
+func TestE2EMTLS(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.serverExtra = fmt.Sprintf("client_ca = %q", filepath.Join(f.dir, "tls-ca.crt"))
+	f.extra = `
+[[clients]]
+name = "archive"
+cert_subject = "CN=archive,O=envelopd tests"
+tenants = ["other"]
+allow = ["encrypt", "decrypt"]
+`
+	f.writeConfig()
+	f.start()
+	ca := testenv.NewCert(t, "e2e-tls-ca", &testenv.CertOptions{IsCA: true})
+	client := func(cn string) *http.Client {
+		var certs []tls.Certificate
+		if cn != "" {
+			c := testenv.NewCert(t, cn, &testenv.CertOptions{Issuer: ca})
+			kp, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			certs = append(certs, kp)
+		}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.serverCA, Certificates: certs}}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr}
+	}
+	archive := client("archive")
+	env := f.mustOK(archive, "POST", "/v1/tenants/other/encrypt", strings.NewReader("via mTLS"))
+	if got := f.mustOK(archive, "POST", "/v1/decrypt", bytes.NewReader(env)); string(got) != "via mTLS" {
+		t.Fatal("mTLS round trip differs")
+	}
+	if st, b, _ := f.do(archive, "POST", "/v1/tenants/acme/encrypt", strings.NewReader("x")); st != 403 {
+		t.Fatalf("archive on acme: %d %s", st, b)
+	}
+	if st, b, _ := f.do(client("intruder"), "POST", "/v1/tenants/other/encrypt", strings.NewReader("x")); st != 403 {
+		t.Fatalf("unknown subject: %d %s", st, b)
+	}
+	if _, err := client("").Get("https://" + f.addr + "/v1/health"); err == nil {
+		t.Fatal("a TLS client without certificate was accepted")
+	}
+}
+
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	for range 300 {
@@ -1239,8 +1286,8 @@ func BenchmarkUnwrap(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "unwraps/s")
 	})
+	f.start()
 	b.Run("Socket", func(b *testing.B) {
-		f.start()
 		body, _ := json.Marshal(map[string]string{"envelope": base64.StdEncoding.EncodeToString(hdr)})
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {

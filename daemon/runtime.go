@@ -417,21 +417,28 @@ func (r *resolver) ResolveRecipient(ri *envelope.RecipientInfo) (crypto.Decrypte
 			return nil, err
 		}
 		r.used = k
-		return &observedDecrypter{Decrypter: backends.Decrypter(r.ctx, key), k: k, observe: r.observe}, nil
+		return &observedDecrypter{ctx: r.ctx, key: key, timeout: r.timeout, k: k, observe: r.observe}, nil
 	}
 	return nil, envelope.ErrNoRecipient
 }
 
-// observedDecrypter times backend unwraps for metrics.
+// observedDecrypter adapts a backend key to crypto.Decrypter with a
+// deadline (limits.backend_timeout) per call, and times calls for metrics.
 type observedDecrypter struct {
-	crypto.Decrypter
+	ctx     context.Context
+	key     backends.Key
+	timeout time.Duration
 	k       *tenantKey
 	observe func(k *tenantKey, d time.Duration, err error)
 }
 
+func (o *observedDecrypter) Public() crypto.PublicKey { return o.key.Public() }
+
 func (o *observedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	ctx, cancel := withTimeout(o.ctx, o.timeout)
+	defer cancel()
 	start := time.Now()
-	pt, err := o.Decrypter.Decrypt(rand, msg, opts)
+	pt, err := backends.Decrypter(ctx, o.key).Decrypt(rand, msg, opts)
 	if o.observe != nil {
 		o.observe(o.k, time.Since(start), err)
 	}
