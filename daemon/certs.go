@@ -308,16 +308,16 @@ func (s *Server) handleCertDelete(c *call) error {
 			saved = u
 		}
 	}
+	ev := c.event()
+	ev.Outcome = "ok"
+	if err := c.auditKey(ev, k, ""); err != nil {
+		return err
+	}
 	if err := s.changeUploads(c, func(dir string) error { return removeUpload(dir, t.name, id) }, func(dir string) {
 		if saved != nil {
 			_ = saveUpload(dir, saved)
 		}
 	}); err != nil {
-		return err
-	}
-	ev := c.event()
-	ev.Outcome = "ok"
-	if err := c.auditKey(ev, k, ""); err != nil {
 		return err
 	}
 	c.w.WriteHeader(http.StatusNoContent)
