@@ -750,6 +750,7 @@ func TestE2E(t *testing.T) {
 			{"unknown tenant", "POST", "/v1/tenants/nope/encrypt", []byte("x"), nil, 403, "forbidden"},
 			{"bad cipher", "POST", "/v1/tenants/acme/encrypt?cipher=rot13", []byte("x"), nil, 400, "bad_cipher"},
 			{"no such endpoint", "GET", "/v2/nothing", nil, nil, 404, "not_found"},
+			{"wrong method", "GET", "/v1/decrypt", nil, nil, 405, "method_not_allowed"},
 		}
 		for _, tc := range cases {
 			st, b, _ := f.do(f.unix, tc.method, tc.path, bytes.NewReader(tc.body), tc.hdr...)

@@ -66,10 +66,21 @@ func (s *Server) Handler() http.Handler {
 		{"GET /v1/health", "health", "", true, s.handleHealth},
 		{"GET /metrics", "metrics", "", true, s.handleMetrics},
 	}
+	paths := http.NewServeMux() // the same paths without methods, to tell 405 from 404
+	allow := map[string][]string{}
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, s.wrap(rt))
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		if _, seen := allow[path]; !seen {
+			paths.Handle(path, http.NotFoundHandler())
+		}
+		allow[path] = append(allow[path], method)
 	}
 	mux.Handle("/", s.wrap(route{op: "unknown", h: func(c *call) error {
+		if _, p := paths.Handler(c.r); p != "" {
+			c.w.Header().Set("Allow", strings.Join(allow[p], ", "))
+			return newAPIError(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", c.r.Method, c.r.URL.Path, strings.Join(allow[p], ", "))
+		}
 		return newAPIError(http.StatusNotFound, "not_found", "no such endpoint: %s %s", c.r.Method, c.r.URL.Path)
 	}}))
 	return mux
