@@ -810,6 +810,7 @@ func TestE2E(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		c.SetDeadline(time.Now().Add(time.Minute)) // never hang the suite
 		fmt.Fprintf(c, "POST /v1/tenants/acme/encrypt HTTP/1.1\r\nHost: x\r\nX-Request-Id: disconnect-1\r\nContent-Length: 10000000\r\n\r\n")
 		c.Write(randBytes(300_000))
 		time.Sleep(100 * time.Millisecond)
@@ -825,7 +826,11 @@ func TestE2E(t *testing.T) {
 		}
 		// A decrypt client that goes away mid-response.
 		big := envelopeTo(t, f.keys["acme-k1"].Cert, randBytes(8<<20))
-		c, _ = net.Dial("unix", f.socket)
+		c, err = net.Dial("unix", f.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(time.Minute)) // never hang the suite
 		fmt.Fprintf(c, "POST /v1/decrypt HTTP/1.1\r\nHost: x\r\nX-Request-Id: disconnect-2\r\nContent-Length: %d\r\n\r\n", len(big))
 		go c.Write(big) // full duplex: the daemon answers while it reads
 		buf := make([]byte, 4096)

@@ -210,12 +210,10 @@ func buildRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt
 		}
 		specs := make([]keySpec, 0, len(tc.Keys))
 		for _, kc := range tc.Keys {
-			// config sets KeyID whenever no cert file is given; a certificate
-			// from the backend (CertificateSource) then still names the
-			// recipient by issuer and serial, as recorders expect. Only a
-			// key without any certificate is named by key id.
-			useKeyID := kc.KeyID && kc.Cert != ""
-			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: useKeyID})
+			// keyid = true names the recipient by SubjectKeyIdentifier. A key
+			// with no certificate at all (neither a cert file nor one from
+			// the backend) is named by key id regardless (see recipient).
+			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
 		}
 		for _, u := range uploads[tc.Name] {
 			s, err := u.spec()
