@@ -38,27 +38,10 @@ import (
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/testenv"
+	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 )
 
-var envelopdBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "envelopd-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	envelopdBin = filepath.Join(dir, "envelopd")
-	out, err := exec.Command("go", "build", "-o", envelopdBin, "github.com/envelopd/envelopd/cmd/envelopd").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building envelopd: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(daemontest.Main(m)) }
 
 // ---------------------------------------------------------------------------
 // Fixture
@@ -75,15 +58,13 @@ type fixture struct {
 	addr        string // loopback TLS address
 	cfgPath     string
 	auditPath   string
-	logPath     string
 	keys        map[string]*testenv.Cert // keystore alias -> key and certificate
 	keyFiles    map[string]string        // alias -> PEM private key file
 	serverCA    *x509.CertPool
-	proc        *exec.Cmd
-	exited      chan error
-	unix        *http.Client
-	extra       string // appended to the configuration
-	serverExtra string // appended to [server]
+	d           *daemontest.Daemon // the running daemon, once started
+	unix        *http.Client       // d's client over the Unix socket
+	extra       string             // appended to the configuration
+	serverExtra string             // appended to [server]
 	limits      string
 }
 
@@ -100,7 +81,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
 	f := &fixture{t: t, dir: dir, socket: filepath.Join(dir, "s.sock"), addr: testenv.FreePort(t),
-		cfgPath: filepath.Join(dir, "envelopd.toml"), auditPath: filepath.Join(dir, "audit.log"), logPath: filepath.Join(dir, "daemon.log"),
+		cfgPath: filepath.Join(dir, "envelopd.toml"), auditPath: filepath.Join(dir, "audit.log"),
 		keys: map[string]*testenv.Cert{}, keyFiles: map[string]string{}, limits: o.limits}
 	if f.limits == "" {
 		f.limits = "max_streams = 80\nmax_json_bytes = 16384\nshutdown_timeout = \"20s\"\n"
@@ -137,11 +118,6 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	os.WriteFile(filepath.Join(dir, "full.token"), []byte(fullToken+"\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "limited.token"), []byte(limitedToken+"\n"), 0o600)
 	f.writeConfig()
-	f.unix = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", f.socket)
-	}}}
-	t.Cleanup(func() { f.unix.CloseIdleConnections() })
 	return f
 }
 
@@ -247,59 +223,23 @@ func serverCert(t testing.TB, ca *testenv.Cert) (certPEM, keyPEM []byte) {
 // start runs envelopd serve and waits until it answers on the socket.
 func (f *fixture) start() {
 	f.t.Helper()
-	logf, err := os.OpenFile(f.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	cmd := exec.Command(envelopdBin, "serve", "-config", f.cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.t.Fatal(err)
-	}
-	logf.Close()
-	f.proc = cmd
-	exited := make(chan error, 1)
-	f.exited = exited
-	go func() { exited <- cmd.Wait() }()
-	f.t.Cleanup(func() { f.stop() })
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			exited <- err
-			f.t.Fatalf("envelopd exited at start: %v\n%s", err, f.log())
-		default:
-		}
-		if resp, err := f.unix.Get("http://envelopd/v1/health"); err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(30 * time.Millisecond)
-	}
-	f.t.Fatalf("envelopd did not start\n%s", f.log())
+	f.d = daemontest.Start(f.t, daemontest.Options{ConfigPath: f.cfgPath, Socket: f.socket})
+	f.unix = f.d.Client
 }
 
 // stop sends SIGTERM and waits; it returns the exit error.
 func (f *fixture) stop() error {
-	if f.proc == nil {
+	if f.d == nil {
 		return nil
 	}
-	p := f.proc
-	f.proc = nil
-	p.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-f.exited:
-		return err
-	case <-time.After(30 * time.Second):
-		p.Process.Kill()
-		return fmt.Errorf("envelopd did not stop on SIGTERM")
-	}
+	return f.d.Stop()
 }
 
 func (f *fixture) log() string {
-	b, _ := os.ReadFile(f.logPath)
-	return string(b)
+	if f.d == nil {
+		return ""
+	}
+	return f.d.Log()
 }
 
 // tcp returns an HTTPS client for the loopback listener sending token.
@@ -846,14 +786,14 @@ func TestE2E(t *testing.T) {
 		in, enc, dec := filepath.Join(dir, "in"), filepath.Join(dir, "in.p7m"), filepath.Join(dir, "out")
 		plain := randBytes(200_000)
 		os.WriteFile(in, plain, 0o600)
-		out, err := exec.Command(envelopdBin, "encrypt", "-socket", f.socket, "-tenant", "acme", "-in", in, "-out", enc).CombinedOutput()
+		out, err := exec.Command(daemontest.Build(t), "encrypt", "-socket", f.socket, "-tenant", "acme", "-in", in, "-out", enc).CombinedOutput()
 		if err != nil {
 			if bytes.Contains(out, []byte("flag provided but not defined")) || bytes.Contains(out, []byte("unknown command")) {
 				t.Skipf("the encrypt command has no client mode yet: %s", out)
 			}
 			t.Fatalf("client encrypt: %v %s", err, out)
 		}
-		if out, err := exec.Command(envelopdBin, "decrypt", "-socket", f.socket, "-in", enc, "-out", dec).CombinedOutput(); err != nil {
+		if out, err := exec.Command(daemontest.Build(t), "decrypt", "-socket", f.socket, "-in", enc, "-out", dec).CombinedOutput(); err != nil {
 			t.Fatalf("client decrypt: %v %s", err, out)
 		}
 		if got, _ := os.ReadFile(dec); !bytes.Equal(got, plain) {
@@ -862,7 +802,7 @@ func TestE2E(t *testing.T) {
 		// A failure leaves no output file.
 		os.WriteFile(enc, []byte("garbage"), 0o600)
 		bad := filepath.Join(dir, "bad")
-		out, err = exec.Command(envelopdBin, "decrypt", "-socket", f.socket, "-in", enc, "-out", bad).CombinedOutput()
+		out, err = exec.Command(daemontest.Build(t), "decrypt", "-socket", f.socket, "-in", enc, "-out", bad).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "malformed") {
 			t.Fatalf("client decrypt of garbage: %v %s", err, out)
 		}
@@ -939,14 +879,14 @@ name = "fresh"
   key = "other-o1"
 `
 	f.writeConfig()
-	f.proc.Process.Signal(syscall.SIGHUP)
+	f.d.Signal(syscall.SIGHUP)
 	waitFor(t, func() bool {
 		st, _, _ := f.do(f.tcp(fullToken), "GET", "/v1/tenants/fresh/certificates", nil)
 		return st == 200
 	})
 	// A broken configuration is refused and the old one keeps serving.
 	os.WriteFile(f.cfgPath, []byte("[server]\nnonsense = 1\n"), 0o600)
-	f.proc.Process.Signal(syscall.SIGHUP)
+	f.d.Signal(syscall.SIGHUP)
 	waitFor(t, func() bool { return strings.Contains(f.log(), "reload failed") })
 	if !strings.Contains(f.log(), "nonsense") {
 		t.Errorf("reload error does not name the bad key:\n%s", f.log())
@@ -974,7 +914,7 @@ name = "fresh"
 	plain := randBytes(1 << 20)
 	pw.Write(plain[:1<<19])
 	time.Sleep(200 * time.Millisecond)
-	f.proc.Process.Signal(syscall.SIGTERM)
+	f.d.Signal(syscall.SIGTERM)
 	waitFor(t, func() bool {
 		_, err := net.Dial("unix", f.socket)
 		return err != nil
@@ -997,9 +937,8 @@ name = "fresh"
 		t.Fatalf("stream finished during shutdown differs: %v", err)
 	}
 	select {
-	case err := <-f.exited:
-		f.proc = nil
-		if err != nil {
+	case <-f.d.Done():
+		if err := f.d.Wait(); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, f.log())
 		}
 	case <-time.After(20 * time.Second):
@@ -1070,7 +1009,7 @@ func TestE2EDev(t *testing.T) {
 	curl(t)
 	wd := t.TempDir()
 	run := func() (*exec.Cmd, *bufio.Reader, chan error) {
-		cmd := exec.Command(envelopdBin, "serve", "-dev")
+		cmd := exec.Command(daemontest.Build(t), "serve", "-dev")
 		cmd.Dir = wd
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		out, _ := cmd.StdoutPipe()
@@ -1188,7 +1127,7 @@ func TestE2ELoad(t *testing.T) {
 		}
 	}
 	el := time.Since(start)
-	hwm := vmHWM(t, f.proc.Process.Pid)
+	hwm := vmHWM(t, f.d.Cmd.Process.Pid)
 	total := float64(streams) * float64(size) / (1 << 20)
 	t.Logf("%d streams × %d MiB encrypt→decrypt in %v (%.0f MiB/s each way); daemon VmHWM %d MiB (bound %d MiB)", streams, mib, el.Round(time.Millisecond), total/el.Seconds(), hwm>>10, loadRSSBoundMiB)
 	if hwm>>10 > loadRSSBoundMiB {

@@ -6,49 +6,25 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/envelopd/envelopd/internal/testenv"
+	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// envelopdBin builds cmd/envelopd once per test binary.
-func envelopdBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binPath = filepath.Join(hsm.dir, "envelopd")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/envelopd/envelopd/cmd/envelopd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 // cli runs envelopd with args and returns its exit code, stdout and stderr.
 func cli(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(envelopdBin(t), args...)
+	cmd := daemontest.Command(t, []string{"ENVELOPD_PKCS11_PIN=" + userPIN}, args...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	cmd.Env = append(os.Environ(), "ENVELOPD_PKCS11_PIN="+userPIN)
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -166,7 +142,7 @@ allow = ["decrypt"]
 	}
 	bctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	bad := exec.CommandContext(bctx, envelopdBin(t), "serve", "-config", path("bad.toml"))
+	bad := exec.CommandContext(bctx, daemontest.Build(t), "serve", "-config", path("bad.toml"))
 	bad.Env = append(os.Environ(), "E2E_HSM_PIN="+userPIN)
 	bad.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	badOut, err := bad.CombinedOutput()
@@ -177,58 +153,24 @@ allow = ["decrypt"]
 	if err := os.WriteFile(path("envelopd.toml"), []byte(config("pkcs1v15")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logBuf syncBuffer
-	cmd := exec.Command(envelopdBin(t), "serve", "-config", path("envelopd.toml"))
-	cmd.Env = append(os.Environ(), "E2E_HSM_PIN="+userPIN)
-	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	d := daemontest.Start(t, daemontest.Options{ConfigPath: path("envelopd.toml"), Socket: sock,
+		Env: []string{"E2E_HSM_PIN=" + userPIN}, DisableKeepAlives: true, Timeout: 30 * time.Second})
+	hc := d.Client
+	resp, err := hc.Get(d.URL("/v1/health"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logBuf.String())
-		}
-	})
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}, Timeout: 30 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := hc.Get("http://envelopd/v1/health")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("health: HTTP %d: %s", resp.StatusCode, body)
-			}
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("daemon exited:\n%s", logBuf.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon did not come up: %v\n%s", err, logBuf.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	hbody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("health: HTTP %d: %s", resp.StatusCode, hbody)
 	}
 	for _, n := range []string{"gen", "imp"} {
 		body, err := os.ReadFile(path(n + ".p7m"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := hc.Post("http://envelopd/v1/decrypt", "application/pkcs7-mime", bytes.NewReader(body))
+		resp, err := hc.Post(d.URL("/v1/decrypt"), "application/pkcs7-mime", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,7 +186,7 @@ allow = ["decrypt"]
 	body, _ := os.ReadFile(path("gen.p7m"))
 	if i := bytes.Index(body, []byte{0x04, 0x82, 0x01, 0x00}); i > 0 { // the 256-byte encryptedKey
 		body[i+4+100] ^= 0x40
-		resp, err := hc.Post("http://envelopd/v1/decrypt", "application/pkcs7-mime", bytes.NewReader(body))
+		resp, err := hc.Post(d.URL("/v1/decrypt"), "application/pkcs7-mime", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,22 +204,4 @@ allow = ["decrypt"]
 			t.Errorf("tampered session key: HTTP %d, %d bytes, read error %v", resp.StatusCode, len(msg), rerr)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the daemon's two output streams.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

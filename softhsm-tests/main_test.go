@@ -32,6 +32,7 @@ import (
 	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/backends/pkcs11"
 	"github.com/envelopd/envelopd/internal/testenv"
+	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 )
 
 const (
@@ -69,6 +70,7 @@ func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		setup()
 		defer func() {
+			daemontest.Cleanup()
 			if hsm.dir != "" {
 				os.RemoveAll(hsm.dir)
 			}

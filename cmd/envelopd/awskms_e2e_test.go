@@ -13,13 +13,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,78 +26,15 @@ import (
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/testenv"
+	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 	"github.com/envelopd/envelopd/internal/testenv/kmstest"
 )
 
-// awskmsBuild builds the envelopd binary into dir.
-func awskmsBuild(t *testing.T, dir string) string {
+// awskmsPost posts body to path on d and returns the answer, failing t
+// unless it is 200 OK.
+func awskmsPost(t *testing.T, d *daemontest.Daemon, path string, body []byte) []byte {
 	t.Helper()
-	bin := filepath.Join(dir, "envelopd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// awskmsDaemon is a running "envelopd serve".
-type awskmsDaemon struct {
-	socket string
-	client *http.Client
-	log    *bytes.Buffer
-}
-
-func awskmsServe(t *testing.T, bin, cfg, socket string) *awskmsDaemon {
-	t.Helper()
-	var log bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Env = append(os.Environ(), kmstest.Env()...)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	d := &awskmsDaemon{socket: socket, log: &log, client: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var nd net.Dialer
-			return nd.DialContext(ctx, "unix", socket)
-		},
-	}}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("envelopd serve exited: %v\n%s", err, log.String())
-		default:
-		}
-		resp, err := d.client.Get("http://envelopd/v1/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("envelopd serve did not become healthy: %v\n%s", err, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (d *awskmsDaemon) post(t *testing.T, path string, body []byte) []byte {
-	t.Helper()
-	resp, err := d.client.Post("http://envelopd"+path, "application/octet-stream", bytes.NewReader(body))
+	resp, err := d.Client.Post(d.URL(path), "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -109,7 +44,7 @@ func (d *awskmsDaemon) post(t *testing.T, path string, body []byte) []byte {
 		t.Fatalf("POST %s: reading the answer: %v", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s: %s: %s\ndaemon log:\n%s", path, resp.Status, b, d.log.String())
+		t.Fatalf("POST %s: %s: %s\ndaemon log:\n%s", path, resp.Status, b, d.Log())
 	}
 	return b
 }
@@ -231,7 +166,6 @@ name = "mixed"
   key = "alias/tenant-mixed"
   padding = "oaep-sha256"
 `, kmsCert.ARN(), certPath)
-	bin := awskmsBuild(t, dir)
 
 	// A PKCS#1 v1.5 key on AWS KMS is refused when the configuration loads.
 	bad := filepath.Join(dir, "bad.toml")
@@ -244,9 +178,7 @@ name = "bad"
   key = "alias/tenant-kms"
   padding = "pkcs1v15"
 `), 0o600)
-	check := exec.Command(bin, "serve", "-check", "-config", bad)
-	check.Env = append(os.Environ(), kmstest.Env()...)
-	out, err := check.CombinedOutput()
+	out, err := daemontest.Command(t, kmstest.Env(), "serve", "-check", "-config", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "AWS KMS cannot decrypt PKCS#1 v1.5") || !strings.Contains(string(out), "oaep-sha256") {
 		t.Errorf("serve -check with a pkcs1v15 KMS key: %v\n%s", err, out)
 	} else {
@@ -255,7 +187,7 @@ name = "bad"
 
 	cfg := filepath.Join(dir, "envelopd.toml")
 	os.WriteFile(cfg, []byte(server+clients+tenants), 0o600)
-	d := awskmsServe(t, bin, cfg, socket)
+	d := daemontest.Start(t, daemontest.Options{ConfigPath: cfg, Socket: socket, Env: kmstest.Env()})
 
 	msg := bytes.Repeat([]byte("recording audio "), 4096)
 	kmsIdentity := func(k *awskms.Key) envelope.Identity {
@@ -263,31 +195,31 @@ name = "bad"
 	}
 
 	t.Run("KeyID", func(t *testing.T) {
-		env := d.post(t, "/v1/tenants/kms/encrypt", msg)
+		env := awskmsPost(t, d, "/v1/tenants/kms/encrypt", msg)
 		h := awskmsHeader(t, env)
 		if len(h.Recipients) != 1 || h.Recipients[0].Transport != envelope.RSAOAEPSHA256 || len(h.Recipients[0].SubjectKeyID) == 0 {
 			t.Fatalf("recipients %+v, want one OAEP-SHA256 recipient named by key id", h.Recipients)
 		}
-		if got := d.post(t, "/v1/decrypt", env); !bytes.Equal(got, msg) {
+		if got := awskmsPost(t, d, "/v1/decrypt", env); !bytes.Equal(got, msg) {
 			t.Fatal("daemon decrypt: wrong plaintext")
 		}
 		awskmsOpen(t, env, kmsIdentity(kmsOnly), msg)
 	})
 
 	t.Run("Certificate", func(t *testing.T) {
-		env := d.post(t, "/v1/tenants/kmscert/encrypt", msg)
+		env := awskmsPost(t, d, "/v1/tenants/kmscert/encrypt", msg)
 		h := awskmsHeader(t, env)
 		if len(h.Recipients) != 1 || h.Recipients[0].Transport != envelope.RSAOAEPSHA256 || h.Recipients[0].Serial == nil || h.Recipients[0].Serial.Cmp(cert.SerialNumber) != 0 {
 			t.Fatalf("recipients %+v, want one OAEP-SHA256 recipient named by the minted certificate", h.Recipients)
 		}
-		if got := d.post(t, "/v1/decrypt", env); !bytes.Equal(got, msg) {
+		if got := awskmsPost(t, d, "/v1/decrypt", env); !bytes.Equal(got, msg) {
 			t.Fatal("daemon decrypt: wrong plaintext")
 		}
 		awskmsOpen(t, env, envelope.Identity{Decrypter: backends.Decrypter(ctx, kmsCert), Certificate: cert}, msg)
 	})
 
 	t.Run("Mixed", func(t *testing.T) {
-		env := d.post(t, "/v1/tenants/mixed/encrypt", msg)
+		env := awskmsPost(t, d, "/v1/tenants/mixed/encrypt", msg)
 		h := awskmsHeader(t, env)
 		var pk, oaep int
 		for _, r := range h.Recipients {
@@ -301,7 +233,7 @@ name = "bad"
 		if len(h.Recipients) != 2 || pk != 1 || oaep != 1 {
 			t.Fatalf("recipients %+v, want a PKCS#1 v1.5 (file) and an OAEP-SHA256 (KMS) one", h.Recipients)
 		}
-		if got := d.post(t, "/v1/decrypt", env); !bytes.Equal(got, msg) {
+		if got := awskmsPost(t, d, "/v1/decrypt", env); !bytes.Equal(got, msg) {
 			t.Fatal("daemon decrypt: wrong plaintext")
 		}
 		// Each key alone opens the envelope.

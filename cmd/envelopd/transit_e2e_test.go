@@ -10,17 +10,15 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/envelopd/envelopd/internal/testenv"
+	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 	"github.com/envelopd/envelopd/internal/testenv/vaulttest"
 )
 
@@ -73,10 +71,6 @@ func TestTransitEndToEnd(t *testing.T) {
 	}
 
 	// 4. envelopd serve with a transit backend.
-	bin := path("envelopd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	sock := path("envelopd.sock")
 	cfg := fmt.Sprintf(`
 [server]
@@ -115,52 +109,18 @@ allow = ["decrypt", "unwrap"]
 `, sock, path("data"), v.Addr, crtPath, os.Getuid())
 	writeFileT(t, path("envelopd.toml"), []byte(cfg))
 	os.Mkdir(path("data"), 0o700)
-	var logBuf bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", path("envelopd.toml"))
-	cmd.Env = append(os.Environ(), "E2E_VAULT_TOKEN="+v.Token)
-	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logBuf.String())
-		}
-	})
 	// DisableKeepAlives: the daemon (as of this writing) may still be
 	// reading a request body after an early error answer, which breaks a
 	// reused connection; one connection per request keeps this test about
 	// the transit backend.
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}, Timeout: 30 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := hc.Get("http://envelopd/v1/health")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon did not come up: %v\n%s", err, logBuf.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	d := daemontest.Start(t, daemontest.Options{ConfigPath: path("envelopd.toml"), Socket: sock,
+		Env: []string{"E2E_VAULT_TOKEN=" + v.Token}, DisableKeepAlives: true, Timeout: 30 * time.Second})
+	hc := d.Client
 
 	decrypt := func(n string) (int, []byte) {
 		t.Helper()
 		body, _ := os.ReadFile(path(n + ".p7m"))
-		resp, err := hc.Post("http://envelopd/v1/decrypt", "application/pkcs7-mime", bytes.NewReader(body))
+		resp, err := hc.Post(d.URL("/v1/decrypt"), "application/pkcs7-mime", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +133,7 @@ allow = ["decrypt", "unwrap"]
 	}
 	health := func() (int, map[string]any) {
 		t.Helper()
-		resp, err := hc.Get("http://envelopd/v1/health")
+		resp, err := hc.Get(d.URL("/v1/health"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,8 +195,10 @@ allow = ["decrypt", "unwrap"]
 		t.Fatal(err)
 	}
 	checkOK("after unseal")
-	if cmd.ProcessState != nil {
+	select {
+	case <-d.Done():
 		t.Fatal("daemon exited")
+	default:
 	}
 }
 

@@ -75,7 +75,7 @@ type Server struct {
 	dir       string
 	cmd       *exec.Cmd
 	done      chan struct{}
-	log       *syncBuffer
+	log       *testenv.SyncBuffer
 
 	mu     sync.Mutex
 	closed bool
@@ -111,7 +111,7 @@ func start() (*Server, error) {
 	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	s := &Server{Token: "root-" + hex.EncodeToString(tok), dir: dir, done: make(chan struct{}), log: &syncBuffer{}}
+	s := &Server{Token: "root-" + hex.EncodeToString(tok), dir: dir, done: make(chan struct{}), log: &testenv.SyncBuffer{}}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -345,23 +345,6 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // Path returns a path inside the server's temporary directory.
