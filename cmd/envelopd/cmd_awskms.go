@@ -6,10 +6,8 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,24 +42,11 @@ instance/task roles); select a shared-config profile with -profile.
 `
 
 func runAWSKMS(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(env.stderr, awskmsUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
-	}
-	switch args[0] {
-	case "create":
-		return awskmsCreate(ctx, env, args[1:])
-	case "describe":
-		return awskmsDescribe(ctx, env, args[1:])
-	case "certificate":
-		return awskmsCertificate(ctx, env, args[1:])
-	}
-	fmt.Fprintf(env.stderr, "envelopd awskms: unknown subcommand %q\n", args[0])
-	fmt.Fprint(env.stderr, awskmsUsage)
-	return errUsage
+	return runSubcommand(ctx, env, "awskms", awskmsUsage, []subcommand{
+		{"create", awskmsCreate},
+		{"describe", awskmsDescribe},
+		{"certificate", awskmsCertificate},
+	}, args)
 }
 
 // kmsFlags are the connection flags every subcommand takes.
@@ -200,15 +185,7 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	o, err := createOut(env, *out, 0o644)
-	if err != nil {
-		return err
-	}
-	defer o.abort()
-	if err := pem.Encode(o, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}); err != nil {
-		return err
-	}
-	return o.commit()
+	return writePEM(env, *out, "CERTIFICATE", cert.Raw)
 }
 
 func specBits(spec string) (int, error) {
@@ -235,23 +212,12 @@ func printKey(w io.Writer, ref string, k *awskms.Key) error {
 	return err
 }
 
+// writePublic writes pub to path if -out was given.
 func writePublic(env *cliEnv, path string, pub any) error {
 	if path == "" {
 		return nil
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return err
-	}
-	o, err := createOut(env, path, 0o644)
-	if err != nil {
-		return err
-	}
-	defer o.abort()
-	if err := pem.Encode(o, &pem.Block{Type: "PUBLIC KEY", Bytes: der}); err != nil {
-		return err
-	}
-	return o.commit()
+	return writePublicKeyPEM(env, path, pub)
 }
 
 // parseSubject reads "CN=a,O=b,OU=c,C=GB,L=x,ST=y" (or "/CN=a/O=b", or a bare

@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,28 +50,16 @@ func init() {
 }
 
 func runKeystore(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		w := env.stderr
-		fmt.Fprintln(w, "usage: envelopd keystore <subcommand> -keystore FILE [-pass SPEC] [flags]")
-		fmt.Fprintln(w)
-		for _, s := range keystoreSubcommands {
-			fmt.Fprintf(w, "  %-12s %s\n", s.name, s.synopsis)
-		}
-		fmt.Fprintln(w)
-		fmt.Fprintf(w, "The password is -pass env:NAME|file:PATH|pass:VALUE, or the value of $%s.\n", keystorePasswordEnv)
-		fmt.Fprintln(w, "run \"envelopd keystore <subcommand> -h\" for its flags.")
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
+	var usage strings.Builder
+	subs := make([]subcommand, len(keystoreSubcommands))
+	fmt.Fprint(&usage, "usage: envelopd keystore <subcommand> -keystore FILE [-pass SPEC] [flags]\n\n")
+	for i, s := range keystoreSubcommands {
+		subs[i] = subcommand{s.name, s.run}
+		fmt.Fprintf(&usage, "  %-12s %s\n", s.name, s.synopsis)
 	}
-	for _, s := range keystoreSubcommands {
-		if s.name == args[0] {
-			return s.run(ctx, env, args[1:])
-		}
-	}
-	fmt.Fprintf(env.stderr, "envelopd keystore: unknown subcommand %q; run \"envelopd keystore help\"\n", args[0])
-	return errUsage
+	fmt.Fprintf(&usage, "\nThe password is -pass env:NAME|file:PATH|pass:VALUE, or the value of $%s.\n", keystorePasswordEnv)
+	fmt.Fprint(&usage, "run \"envelopd keystore <subcommand> -h\" for its flags.\n")
+	return runSubcommand(ctx, env, "keystore", usage.String(), subs, args)
 }
 
 // ksFlags are the flags every subcommand shares.
@@ -335,20 +322,9 @@ func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func selfSigned(k *rsa.PrivateKey, name pkix.Name, days int) (*x509.Certificate, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	tmpl, err := selfSignedTemplate(name, &k.PublicKey, days)
 	if err != nil {
 		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)),
-		Subject:               name,
-		NotBefore:             now.Add(-5 * time.Minute),
-		NotAfter:              now.AddDate(0, 0, days),
-		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
-		SubjectKeyId:          pki.SubjectKeyID(&k.PublicKey),
-		BasicConstraintsValid: true,
-		SignatureAlgorithm:    x509.SHA256WithRSA,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
 	if err != nil {
@@ -534,17 +510,11 @@ func ksExportCert(ctx context.Context, env *cliEnv, args []string) error {
 	if !*chain {
 		certs = certs[:1]
 	}
-	out, err := createOut(env, *outPath, 0o644)
-	if err != nil {
-		return err
+	ders := make([][]byte, len(certs))
+	for i, c := range certs {
+		ders[i] = c.Raw
 	}
-	defer out.abort()
-	for _, c := range certs {
-		if err := pem.Encode(out, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}); err != nil {
-			return err
-		}
-	}
-	return out.commit()
+	return writePEM(env, *outPath, "CERTIFICATE", ders...)
 }
 
 func ksRetire(ctx context.Context, env *cliEnv, args []string) error {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -48,24 +47,11 @@ Every subcommand takes -module PATH, -token LABEL (or -serial) and -pin SPEC
 const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
 
 func runPKCS11(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(env.stderr, pkcs11Usage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
-	}
-	switch args[0] {
-	case "list":
-		return pkcs11List(ctx, env, args[1:])
-	case "generate":
-		return pkcs11Generate(ctx, env, args[1:])
-	case "import":
-		return pkcs11Import(ctx, env, args[1:])
-	}
-	fmt.Fprintf(env.stderr, "envelopd pkcs11: unknown subcommand %q\n", args[0])
-	fmt.Fprint(env.stderr, pkcs11Usage)
-	return errUsage
+	return runSubcommand(ctx, env, "pkcs11", pkcs11Usage, []subcommand{
+		{"list", pkcs11List},
+		{"generate", pkcs11Generate},
+		{"import", pkcs11Import},
+	}, args)
 }
 
 type pkcs11Flags struct {
@@ -188,20 +174,9 @@ func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	tmpl, err := selfSignedTemplate(name, info.Public, *days)
 	if err != nil {
 		return fail(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)),
-		Subject:               name,
-		NotBefore:             now.Add(-5 * time.Minute),
-		NotAfter:              now.AddDate(0, 0, *days),
-		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
-		SubjectKeyId:          pki.SubjectKeyID(info.Public),
-		BasicConstraintsValid: true,
-		SignatureAlgorithm:    x509.SHA256WithRSA,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, info.Public, signer)
 	if err != nil {

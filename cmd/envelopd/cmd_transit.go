@@ -8,10 +8,10 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
@@ -39,26 +39,12 @@ VAULT_* environment variables are not read implicitly.
 `
 
 func runTransit(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(env.stderr, transitUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
-	}
-	switch args[0] {
-	case "generate":
-		return transitGenerate(ctx, env, args[1:])
-	case "import":
-		return transitImport(ctx, env, args[1:])
-	case "csr":
-		return transitCSR(ctx, env, args[1:])
-	case "set-certificate":
-		return transitSetCertificate(ctx, env, args[1:])
-	}
-	fmt.Fprintf(env.stderr, "envelopd transit: unknown subcommand %q\n", args[0])
-	fmt.Fprint(env.stderr, transitUsage)
-	return errUsage
+	return runSubcommand(ctx, env, "transit", transitUsage, []subcommand{
+		{"generate", transitGenerate},
+		{"import", transitImport},
+		{"csr", transitCSR},
+		{"set-certificate", transitSetCertificate},
+	}, args)
 }
 
 // transitFlags are the connection flags every subcommand takes.
@@ -114,7 +100,7 @@ func transitGenerate(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stderr, "created transit key %s version %s (rsa-%d); reference it as %q\n", info.ID, info.Version, *bits, info.Ref)
-	return writePEM(env, *out, "PUBLIC KEY", mustPKIX(info.Public))
+	return writePublicKeyPEM(env, *out, info.Public)
 }
 
 func transitImport(ctx context.Context, env *cliEnv, args []string) error {
@@ -182,15 +168,10 @@ func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	o, err := createOut(env, *out, 0o644)
-	if err != nil {
+	return writeOutput(env, *out, 0o644, func(w io.Writer) error {
+		_, err := w.Write(csr)
 		return err
-	}
-	if _, err := o.Write(csr); err != nil {
-		o.abort()
-		return err
-	}
-	return o.commit()
+	})
 }
 
 func transitSetCertificate(ctx context.Context, env *cliEnv, args []string) error {
@@ -220,24 +201,4 @@ func transitSetCertificate(ctx context.Context, env *cliEnv, args []string) erro
 	}
 	fmt.Fprintf(env.stdout, "stored a chain of %d certificate(s) with %s (leaf %s)\n", len(chain), f.name, chain[0].Subject)
 	return nil
-}
-
-func mustPKIX(pub any) []byte {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		panic(err) // an RSA public key always marshals
-	}
-	return der
-}
-
-func writePEM(env *cliEnv, path, typ string, der []byte) error {
-	o, err := createOut(env, path, 0o644)
-	if err != nil {
-		return err
-	}
-	if err := pem.Encode(o, &pem.Block{Type: typ, Bytes: der}); err != nil {
-		o.abort()
-		return err
-	}
-	return o.commit()
 }

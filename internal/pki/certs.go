@@ -2,10 +2,13 @@ package pki
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
 )
 
 // ParseCertificates parses one or more X.509 certificates: PEM
@@ -82,4 +85,14 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return certs, nil
+}
+
+// NewSerial returns a random certificate serial number from r: positive and
+// at most 128 bits (RFC 5280 allows 20 octets), so serials do not collide.
+func NewSerial(r io.Reader) (*big.Int, error) {
+	serial, err := rand.Int(r, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	return serial.Add(serial, big.NewInt(1)), nil
 }

@@ -1,0 +1,111 @@
+package main
+
+// Plumbing shared by the commands with subcommands (keystore, pkcs11,
+// transit, awskms): dispatch, PEM outputs and certificate templates.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/envelopd/envelopd/internal/pki"
+)
+
+// subcommand is one verb of a command such as "envelopd transit generate".
+type subcommand struct {
+	name string
+	run  func(ctx context.Context, env *cliEnv, args []string) error
+}
+
+// isHelpArg reports whether a command's first argument asks for help.
+func isHelpArg(s string) bool {
+	return s == "-h" || s == "-help" || s == "--help" || s == "help"
+}
+
+// runSubcommand runs the subcommand named by args[0]. Without arguments, or
+// with an unknown subcommand, it prints usage and returns errUsage; asked
+// for help it prints usage and returns flag.ErrHelp.
+func runSubcommand(ctx context.Context, env *cliEnv, cmd, usage string, subs []subcommand, args []string) error {
+	if len(args) == 0 || isHelpArg(args[0]) {
+		fmt.Fprint(env.stderr, usage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, env, args[1:])
+		}
+	}
+	fmt.Fprintf(env.stderr, "envelopd %s: unknown subcommand %q\n", cmd, args[0])
+	fmt.Fprint(env.stderr, usage)
+	return errUsage
+}
+
+// writeOutput writes what fill writes to path (stdout for "" or "-") with
+// mode perm; a file appears only if fill and the write succeed.
+func writeOutput(env *cliEnv, path string, perm os.FileMode, fill func(w io.Writer) error) error {
+	o, err := createOut(env, path, perm)
+	if err != nil {
+		return err
+	}
+	defer o.abort()
+	if err := fill(o); err != nil {
+		return err
+	}
+	return o.commit()
+}
+
+// writePEM writes PEM blocks of type typ, one per DER value, to path (stdout
+// for "" or "-").
+func writePEM(env *cliEnv, path, typ string, ders ...[]byte) error {
+	return writeOutput(env, path, 0o644, func(w io.Writer) error {
+		for _, der := range ders {
+			if err := pem.Encode(w, &pem.Block{Type: typ, Bytes: der}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writePublicKeyPEM writes pub as a PEM "PUBLIC KEY" (PKIX) to path (stdout
+// for "" or "-").
+func writePublicKeyPEM(env *cliEnv, path string, pub any) error {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	return writePEM(env, path, "PUBLIC KEY", der)
+}
+
+// selfSignedTemplate is the template of a self-signed recipient certificate
+// for pub: a random serial, valid from five minutes ago for days days, key
+// (and data) encipherment, subject key id from pub, signed with
+// SHA256WithRSA.
+func selfSignedTemplate(name pkix.Name, pub *rsa.PublicKey, days int) (*x509.Certificate, error) {
+	serial, err := pki.NewSerial(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               name,
+		NotBefore:             now.Add(-5 * time.Minute),
+		NotAfter:              now.AddDate(0, 0, days),
+		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
+		SubjectKeyId:          pki.SubjectKeyID(pub),
+		BasicConstraintsValid: true,
+		SignatureAlgorithm:    x509.SHA256WithRSA,
+	}, nil
+}
