@@ -15,9 +15,7 @@ import (
 // TestAppRole logs in with AppRole, survives its token being revoked (403 →
 // new login), and renews short-lived tokens in the background.
 func TestAppRole(t *testing.T) {
-	v := needVault(t)
-	sealMu.RLock()
-	defer sealMu.RUnlock()
+	v := sharedVault(t)
 	roleID, secretID, err := v.EnableAppRole("approle", "envelopd", "transit", 4*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -73,9 +71,7 @@ func TestAppRoleBadSecret(t *testing.T) {
 // TestTokenPermissionDenied: a revoked static token gives ErrPermission;
 // rewriting the token file (as Vault Agent does) recovers without a restart.
 func TestTokenFileRotation(t *testing.T) {
-	v := needVault(t)
-	sealMu.RLock()
-	defer sealMu.RUnlock()
+	v := sharedVault(t)
 	direct := openTest(t, Options{})
 	ref, _ := newTestKey(t, direct)
 

@@ -151,9 +151,7 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 // backend retries a bounded number of times within the caller's deadline,
 // reports ErrUnavailable clearly, and recovers when the proxy heals.
 func TestFaultsThroughProxy(t *testing.T) {
-	needVault(t)
-	sealMu.RLock()
-	defer sealMu.RUnlock()
+	sharedVault(t)
 	direct := openTest(t, Options{})
 	ref, _ := newTestKey(t, direct)
 	p := newFaultProxy(t, vault.Addr)

@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"testing"
 
@@ -26,9 +25,7 @@ func writeFile(t testing.TB, path, s string) {
 // TestVersions rotates a key: references pin versions, the version used is
 // reported, and min_decryption_version is respected.
 func TestVersions(t *testing.T) {
-	v := needVault(t)
-	sealMu.RLock()
-	defer sealMu.RUnlock()
+	v := sharedVault(t)
 	b := openTest(t, Options{})
 	ref, k1 := newTestKey(t, b)
 	name := k1.(*Key).name
@@ -81,9 +78,7 @@ func TestVersions(t *testing.T) {
 // TestCSRAndCertificate: a CSR from Transit, signed by a test CA, stored
 // back with set-certificate, read by Certificates and ListKeys.
 func TestCSRAndCertificate(t *testing.T) {
-	needVault(t)
-	sealMu.RLock()
-	defer sealMu.RUnlock()
+	sharedVault(t)
 	b := openTest(t, Options{})
 	ref, k := newTestKey(t, b)
 	csrPEM, err := b.CSR(ctxT(t), ref, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tenant-a recordings"}})
@@ -102,7 +97,7 @@ func TestCSRAndCertificate(t *testing.T) {
 		t.Fatalf("CSR subject %s / key mismatch", csr.Subject)
 	}
 	ca := testenv.NewCert(t, "transit test CA", &testenv.CertOptions{IsCA: true})
-	leaf := signCSR(t, ca, csr)
+	leaf := ca.SignCSR(t, csr)
 	if err := b.SetCertificate(ctxT(t), ref, []*x509.Certificate{leaf, ca.Cert}); err != nil {
 		t.Fatal(err)
 	}
@@ -129,28 +124,9 @@ func TestCSRAndCertificate(t *testing.T) {
 	}
 }
 
-func signCSR(t testing.TB, ca *testenv.Cert, csr *x509.CertificateRequest) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big1(),
-		Subject:      csr.Subject,
-		NotBefore:    ca.Cert.NotBefore,
-		NotAfter:     ca.Cert.NotAfter,
-		KeyUsage:     x509.KeyUsageKeyEncipherment,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return c
-}
-
 // TestImportBYOK imports a local key with a chain and decrypts with it.
 func TestImportBYOK(t *testing.T) {
-	needVault(t)
-	sealMu.RLock()
-	defer sealMu.RUnlock()
+	sharedVault(t)
 	b := openTest(t, Options{})
 	c := testenv.NewCert(t, "byok", nil)
 	info, err := b.ImportKey(ctxT(t), backends.ImportRequest{Name: uniqueName("byok"), Key: c.Key, Chain: []*x509.Certificate{c.Cert}})
@@ -177,9 +153,4 @@ func TestImportBYOK(t *testing.T) {
 	if _, err := b.GenerateKey(ctxT(t), backends.GenerateRequest{Name: k.(*Key).name, Bits: 2048}); err == nil {
 		t.Fatal("generate over an existing key succeeded")
 	}
-}
-
-func big1() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	return n
 }

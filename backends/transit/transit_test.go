@@ -42,6 +42,16 @@ func needVault(t testing.TB) *vaulttest.Server {
 	return vault
 }
 
+// sharedVault is needVault for a test that does not seal Vault: it holds
+// sealMu shared until the test and its cleanups end.
+func sharedVault(t testing.TB) *vaulttest.Server {
+	t.Helper()
+	v := needVault(t)
+	sealMu.RLock()
+	t.Cleanup(sealMu.RUnlock)
+	return v
+}
+
 func openTest(t testing.TB, o Options) *Backend {
 	t.Helper()
 	v := needVault(t)
@@ -75,9 +85,7 @@ func ctxT(t testing.TB) context.Context {
 // PKCS#1 v1.5 and OAEP-SHA-256 round trips at 2048, 3072 and 4096 bits, the
 // no-oracle failure rules, and the Wycheproof vectors imported by BYOK.
 func TestConformance(t *testing.T) {
-	needVault(t)
-	sealMu.RLock()
-	defer sealMu.RUnlock()
+	sharedVault(t)
 	var mu sync.Mutex
 	generated := map[int]string{} // one Transit key per size serves both paddings
 	backendtest.Run(t, backendtest.Harness{
