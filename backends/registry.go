@@ -32,6 +32,24 @@ func Register(typ string, f Factory) {
 	factories[typ] = f
 }
 
+// RegisterOpener registers typ with a Factory that decodes the instance's
+// options into an O and calls open with them. A decoding error is an *Error
+// (Op "configure") wrapping ErrInvalidConfig. Like Register, it is meant to
+// be called from init.
+func RegisterOpener[O any, B Backend](typ string, open func(ctx context.Context, name string, o O) (B, error)) {
+	Register(typ, func(ctx context.Context, name string, decode func(v any) error) (Backend, error) {
+		var o O
+		if err := decode(&o); err != nil {
+			return nil, &Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: %w", ErrInvalidConfig, err)}
+		}
+		b, err := open(ctx, name, o)
+		if err != nil {
+			return nil, err // not a Backend holding a nil B
+		}
+		return b, nil
+	})
+}
+
 // Open opens a backend of type typ.
 func Open(ctx context.Context, typ, name string, decode func(v any) error) (Backend, error) {
 	mu.RLock()

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/internal/atomicfile"
+	"github.com/envelopd/envelopd/internal/pki"
 )
 
 // DevDirName is the directory serve -dev creates under the working directory.
@@ -113,7 +113,7 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap", "admin"]
 }
 
 func selfSigned(k *rsa.PrivateKey, cn string) (*x509.Certificate, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	serial, err := pki.NewSerial(rand.Reader)
 	if err != nil {
 		return nil, err
 	}

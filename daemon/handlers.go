@@ -505,16 +505,22 @@ type envelopeJSON struct {
 	Envelope string `json:"envelope"`
 }
 
-func (s *Server) handleUnwrap(c *call) error {
+// readEnvelopeJSON reads a request body {"envelope": "<PEM or base64>"}
+// and opens the envelope's header.
+func (c *call) readEnvelopeJSON() (*envelope.Reader, error) {
 	var req envelopeJSON
 	if err := c.readJSON(&req, false); err != nil {
-		return err
+		return nil, err
 	}
 	der, err := decodeEnvelopeText(req.Envelope, c.rt.cfg.Limits.MaxEnvelopeBytes)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rd, err := envelope.NewReader(bytes.NewReader(der))
+	return envelope.NewReader(bytes.NewReader(der))
+}
+
+func (s *Server) handleUnwrap(c *call) error {
+	rd, err := c.readEnvelopeJSON()
 	if err != nil {
 		return err
 	}
@@ -546,15 +552,7 @@ func (s *Server) handleRewrap(c *call) error {
 	if err != nil {
 		return err
 	}
-	var req envelopeJSON
-	if err := c.readJSON(&req, false); err != nil {
-		return err
-	}
-	der, err := decodeEnvelopeText(req.Envelope, c.rt.cfg.Limits.MaxEnvelopeBytes)
-	if err != nil {
-		return err
-	}
-	rd, err := envelope.NewReader(bytes.NewReader(der))
+	rd, err := c.readEnvelopeJSON()
 	if err != nil {
 		return err
 	}

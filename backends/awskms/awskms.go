@@ -27,15 +27,7 @@ import (
 // Type is the registered backend type.
 const Type = "awskms"
 
-func init() {
-	backends.Register(Type, func(ctx context.Context, name string, decode func(v any) error) (backends.Backend, error) {
-		var o Options
-		if err := decode(&o); err != nil {
-			return nil, &backends.Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: %v", backends.ErrInvalidConfig, err)}
-		}
-		return Open(ctx, name, o)
-	})
-}
+func init() { backends.RegisterOpener(Type, Open) }
 
 // Options configure a Backend (the [backends.NAME] table of type "awskms").
 type Options struct {

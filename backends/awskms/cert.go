@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"time"
 
 	"github.com/envelopd/envelopd/internal/pki"
@@ -64,11 +63,10 @@ func IssueCertificate(pub *rsa.PublicKey, ca *x509.Certificate, caKey crypto.Sig
 	if r == nil {
 		r = rand.Reader
 	}
-	serial, err := rand.Int(r, new(big.Int).Lsh(big.NewInt(1), 127))
+	serial, err := pki.NewSerial(r)
 	if err != nil {
 		return nil, err
 	}
-	serial.Add(serial, big.NewInt(1))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               req.Subject,

@@ -114,10 +114,8 @@ func parseEncrypted(der []byte, password PasswordFunc) (*rsa.PrivateKey, error) 
 		return fmt.Errorf("%w: encrypted PKCS#8 %s", ErrMalformedKey, what)
 	}
 	var epki encryptedPrivateKeyInfo
-	if rest, err := asn1.Unmarshal(der, &epki); err != nil {
+	if err := unmarshalDER(der, &epki); err != nil {
 		return nil, malformed("container", err)
-	} else if len(rest) != 0 {
-		return nil, malformed("container: trailing data", nil)
 	}
 	alg := epki.Algorithm.Algorithm
 	if !alg.Equal(oidPBES2) {
@@ -127,10 +125,8 @@ func parseEncrypted(der []byte, password PasswordFunc) (*rsa.PrivateKey, error) 
 		return nil, fmt.Errorf("%w: key encryption algorithm %v; %s", ErrUnsupportedKeyFormat, alg, convertHint)
 	}
 	var params pbes2Params
-	if rest, err := asn1.Unmarshal(epki.Algorithm.Parameters.FullBytes, &params); err != nil {
+	if err := unmarshalDER(epki.Algorithm.Parameters.FullBytes, &params); err != nil {
 		return nil, malformed("PBES2 parameters", err)
-	} else if len(rest) != 0 {
-		return nil, malformed("PBES2 parameters: trailing data", nil)
 	}
 
 	// The cipher first: its key length is the KDF's default output length.
@@ -149,10 +145,8 @@ func parseEncrypted(der []byte, password PasswordFunc) (*rsa.PrivateKey, error) 
 		return nil, fmt.Errorf("%w: PBES2 cipher %v (supported: AES-128/192/256-CBC, DES-EDE3-CBC); %s", ErrUnsupportedKeyFormat, encAlg, convertHint)
 	}
 	var iv []byte
-	if rest, err := asn1.Unmarshal(params.EncryptionScheme.Parameters.FullBytes, &iv); err != nil {
+	if err := unmarshalDER(params.EncryptionScheme.Parameters.FullBytes, &iv); err != nil {
 		return nil, malformed("cipher IV", err)
-	} else if len(rest) != 0 {
-		return nil, malformed("cipher IV: trailing data", nil)
 	}
 	ct := epki.EncryptedData
 
@@ -212,10 +206,8 @@ func parseKDF(ai algorithmIdentifier, keyLen int) (func(pw []byte) ([]byte, erro
 	switch {
 	case ai.Algorithm.Equal(oidPBKDF2):
 		var p pbkdf2Params
-		if rest, err := asn1.Unmarshal(ai.Parameters.FullBytes, &p); err != nil {
+		if err := unmarshalDER(ai.Parameters.FullBytes, &p); err != nil {
 			return nil, malformed(err)
-		} else if len(rest) != 0 {
-			return nil, malformed(errors.New("trailing data"))
 		}
 		if err := checkLen(p.KeyLength); err != nil {
 			return nil, err
@@ -243,10 +235,8 @@ func parseKDF(ai algorithmIdentifier, keyLen int) (func(pw []byte) ([]byte, erro
 		}, nil
 	case ai.Algorithm.Equal(oidScrypt):
 		var p scryptParams
-		if rest, err := asn1.Unmarshal(ai.Parameters.FullBytes, &p); err != nil {
+		if err := unmarshalDER(ai.Parameters.FullBytes, &p); err != nil {
 			return nil, malformed(err)
-		} else if len(rest) != 0 {
-			return nil, malformed(errors.New("trailing data"))
 		}
 		if err := checkLen(p.KeyLength); err != nil {
 			return nil, err
@@ -263,6 +253,19 @@ func parseKDF(ai algorithmIdentifier, keyLen int) (func(pw []byte) ([]byte, erro
 		}, nil
 	}
 	return nil, fmt.Errorf("%w: PBES2 key derivation %v (supported: PBKDF2, scrypt); %s", ErrUnsupportedKeyFormat, ai.Algorithm, convertHint)
+}
+
+// unmarshalDER parses exactly one DER value into v: trailing data is an
+// error.
+func unmarshalDER(der []byte, v any) error {
+	rest, err := asn1.Unmarshal(der, v)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return errors.New("trailing data")
+	}
+	return nil
 }
 
 // unpad removes PKCS#5/7 padding. It is not constant-time: the password is
