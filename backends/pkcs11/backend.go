@@ -456,10 +456,19 @@ func (p *pool) takeIdle() []*session {
 	return idle
 }
 
-func (p *pool) pushIdle(s *session) {
+// pushIdle returns s to the pool. It reports false, keeping nothing, when
+// the pool already holds its maximum of idle sessions: a retry on a fresh
+// session while the old, healthy one went back to the pool (an object
+// handle, not the session, had failed) would otherwise grow it past
+// max_sessions. The caller then closes s.
+func (p *pool) pushIdle(s *session) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) >= cap(p.sem) {
+		return false
+	}
 	p.idle = append(p.idle, s)
-	p.mu.Unlock()
+	return true
 }
 
 // drain waits until no session is in use (by taking every slot) and returns
@@ -602,8 +611,8 @@ func (b *Backend) withSession(ctx context.Context, fn func(c *pkcs11.Ctx, s *ses
 				for _, idle := range b.pool.takeIdle() {
 					b.dropSession(idle)
 				}
-			} else {
-				b.pool.pushIdle(s)
+			} else if !b.pool.pushIdle(s) {
+				b.dropSession(s)
 			}
 		}
 		b.pool.releaseSlot()
