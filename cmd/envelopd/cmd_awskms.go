@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -157,9 +156,9 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	case *days < 1 || *days > 36500:
 		return fmt.Errorf("awskms certificate: -days %d out of range 1..36500", *days)
 	}
-	name, err := parseSubject(*subject)
+	name, err := parseDN(*subject)
 	if err != nil {
-		return err
+		return fmt.Errorf("awskms certificate: -subject: %w", err)
 	}
 	cas, err := pki.LoadCertificates(*caCert)
 	if err != nil {
@@ -220,41 +219,3 @@ func writePublic(env *cliEnv, path string, pub any) error {
 	return writePublicKeyPEM(env, path, pub)
 }
 
-// parseSubject reads "CN=a,O=b,OU=c,C=GB,L=x,ST=y" (or "/CN=a/O=b", or a bare
-// common name). Values may not contain ',' or '/'.
-func parseSubject(s string) (pkix.Name, error) {
-	var n pkix.Name
-	s = strings.TrimSpace(s)
-	if !strings.Contains(s, "=") {
-		n.CommonName = s
-		return n, nil
-	}
-	sep := ","
-	if strings.HasPrefix(s, "/") {
-		sep, s = "/", s[1:]
-	}
-	for _, part := range strings.Split(s, sep) {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		v = strings.TrimSpace(v)
-		if !ok || v == "" {
-			return n, fmt.Errorf("-subject: %q is not ATTR=value", part)
-		}
-		switch strings.ToUpper(strings.TrimSpace(k)) {
-		case "CN":
-			n.CommonName = v
-		case "O":
-			n.Organization = append(n.Organization, v)
-		case "OU":
-			n.OrganizationalUnit = append(n.OrganizationalUnit, v)
-		case "C":
-			n.Country = append(n.Country, v)
-		case "L":
-			n.Locality = append(n.Locality, v)
-		case "ST":
-			n.Province = append(n.Province, v)
-		default:
-			return n, fmt.Errorf("-subject: unknown attribute %q (use CN, O, OU, C, L, ST)", k)
-		}
-	}
-	return n, nil
-}

@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -331,70 +330,6 @@ func selfSigned(k *rsa.PrivateKey, name pkix.Name, days int) (*x509.Certificate,
 		return nil, fmt.Errorf("creating the certificate: %v", err)
 	}
 	return x509.ParseCertificate(der)
-}
-
-// dnAttrs maps the attribute names -subject accepts to OIDs.
-var dnAttrs = map[string]asn1.ObjectIdentifier{
-	"CN":           {2, 5, 4, 3},
-	"SERIALNUMBER": {2, 5, 4, 5},
-	"C":            {2, 5, 4, 6},
-	"L":            {2, 5, 4, 7},
-	"ST":           {2, 5, 4, 8},
-	"STREET":       {2, 5, 4, 9},
-	"O":            {2, 5, 4, 10},
-	"OU":           {2, 5, 4, 11},
-	"POSTALCODE":   {2, 5, 4, 17},
-	"DC":           {0, 9, 2342, 19200300, 100, 1, 25},
-	"UID":          {0, 9, 2342, 19200300, 100, 1, 1},
-	"EMAILADDRESS": {1, 2, 840, 113549, 1, 9, 1},
-}
-
-// parseDN parses "CN=a,O=b" (RFC 4514 order: most specific first, '\'
-// escapes) or OpenSSL's "/O=b/CN=a" (most general first).
-func parseDN(s string) (pkix.Name, error) {
-	s = strings.TrimSpace(s)
-	sep, rfc := ',', true
-	if strings.HasPrefix(s, "/") {
-		sep, rfc = '/', false
-		s = s[1:]
-	}
-	var parts []string
-	var cur strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-		case rune(c) == sep:
-			parts = append(parts, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	parts = append(parts, cur.String())
-	var atvs []pkix.AttributeTypeAndValue
-	for _, p := range parts {
-		k, v, ok := strings.Cut(p, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || v == "" {
-			return pkix.Name{}, fmt.Errorf("%q is not ATTRIBUTE=value", p)
-		}
-		oid, ok := dnAttrs[strings.ToUpper(k)]
-		if !ok {
-			return pkix.Name{}, fmt.Errorf("unknown attribute %q (use CN, O, OU, C, ST, L, STREET, POSTALCODE, SERIALNUMBER, DC, UID, emailAddress)", k)
-		}
-		atvs = append(atvs, pkix.AttributeTypeAndValue{Type: oid, Value: v})
-	}
-	if rfc { // RFC 4514 strings list the most specific attribute first
-		for i, j := 0, len(atvs)-1; i < j; i, j = i+1, j-1 {
-			atvs[i], atvs[j] = atvs[j], atvs[i]
-		}
-	}
-	// ExtraNames are encoded in order, one attribute per RDN, and override
-	// nothing else: the DER keeps exactly what was given.
-	return pkix.Name{ExtraNames: atvs}, nil
 }
 
 // entryJSON is one line of list -json.

@@ -153,9 +153,9 @@ func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
 	if *subject == "" {
 		return errors.New("transit csr: -subject is required")
 	}
-	name, err := parseSubject(*subject)
+	name, err := parseDN(*subject)
 	if err != nil {
-		return fmt.Errorf("transit csr: %w", err)
+		return fmt.Errorf("transit csr: -subject: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
