@@ -218,4 +218,3 @@ func writePublic(env *cliEnv, path string, pub any) error {
 	}
 	return writePublicKeyPEM(env, path, pub)
 }
-
