@@ -30,6 +30,11 @@ const (
 	// maxElement bounds any element read into memory (recipient infos,
 	// originator info, attributes). Real headers are a few KiB.
 	maxElement = 1 << 20
+	// maxNodes bounds the elements of one in-memory parse: a parsed node
+	// costs ~50 times its two-byte minimal encoding, so maxElement alone
+	// would let 1 MiB of empty SEQUENCEs cost hundreds of MiB. A recipient
+	// named by issuer and serial is about 20 nodes.
+	maxNodes = 1 << 14
 )
 
 // hdr is a parsed identifier and length.
@@ -157,11 +162,16 @@ type tlv struct {
 	kids []tlv  // children of a constructed element
 }
 
-// parseTLV parses one element at the start of b.
-func parseTLV(b []byte, depth int) (t tlv, rest []byte, err error) {
+// parseTLV parses one element at the start of b. *nodes counts down the
+// elements the parse may still create.
+func parseTLV(b []byte, depth int, nodes *int) (t tlv, rest []byte, err error) {
 	if depth > maxDepth {
 		return t, nil, malformed("nesting too deep")
 	}
+	if *nodes <= 0 {
+		return t, nil, malformed("too many elements")
+	}
+	*nodes--
 	br := bytes.NewReader(b)
 	h, hl, err := readHdr(br)
 	if err != nil {
@@ -180,7 +190,7 @@ func parseTLV(b []byte, depth int) (t tlv, rest []byte, err error) {
 		if h.constructed {
 			for p := t.body; len(p) > 0; {
 				var k tlv
-				if k, p, err = parseTLV(p, depth+1); err != nil {
+				if k, p, err = parseTLV(p, depth+1, nodes); err != nil {
 					if errors.Is(err, ErrTruncated) {
 						err = malformed("element overruns its container")
 					}
@@ -202,7 +212,7 @@ func parseTLV(b []byte, depth int) (t tlv, rest []byte, err error) {
 			return t, rest, nil
 		}
 		var k tlv
-		if k, p, err = parseTLV(p, depth+1); err != nil {
+		if k, p, err = parseTLV(p, depth+1, nodes); err != nil {
 			return t, nil, err
 		}
 		t.kids = append(t.kids, k)
@@ -211,7 +221,8 @@ func parseTLV(b []byte, depth int) (t tlv, rest []byte, err error) {
 
 // parseOne parses b as exactly one element.
 func parseOne(b []byte) (tlv, error) {
-	t, rest, err := parseTLV(b, 0)
+	nodes := maxNodes
+	t, rest, err := parseTLV(b, 0, &nodes)
 	if err != nil {
 		return t, err
 	}
@@ -402,6 +413,11 @@ func (s *stream) readRaw(dst []byte, budget int64, depth int) ([]byte, error) {
 	}
 	s.ber = true
 	for {
+		// Empty indefinite-length children carry no length to check
+		// above: bound what has accumulated instead.
+		if int64(len(dst)) > budget {
+			return nil, malformed("element too large (over %d bytes)", budget)
+		}
 		b, err := s.r.Peek(2)
 		if err != nil {
 			return nil, eofToTrunc(err)
