@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
@@ -36,6 +37,12 @@ type call struct {
 	start  time.Time
 	// audited is set once a final audit line for the operation is written.
 	audited bool
+	// duplex is set once the response is full duplex (see startDuplex).
+	duplex bool
+	// body is the request body as the codec reads it; closed when the
+	// handler returns so that no codec goroutine touches the connection
+	// after the request.
+	body *countingReader
 }
 
 // handlerFunc handles one call. A returned error is sent as JSON if the
@@ -137,11 +144,26 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		err := rt.h(c)
+		c.stopBody()
+		var ab *abortError
+		aborting := err != nil && (errors.As(err, &ab) || c.w.wrote)
+		if c.duplex && !aborting && !c.finishBody() {
+			// A full-duplex request whose body is not at its end after
+			// the handler. net/http would read the rest only after it
+			// stopped watching the connection (finishRequest), and then
+			// reuse or drop it without telling the client: read it here,
+			// or close the connection honestly.
+			if err == nil {
+				s.log.Warn("request body continues after the response; closing the connection", "op", rt.op, "request_id", c.reqID)
+				abort = true
+				return
+			}
+			c.w.Header().Set("Connection", "close")
+		}
 		if err == nil {
 			return
 		}
-		var ab *abortError
-		if errors.As(err, &ab) || c.w.wrote {
+		if aborting {
 			// The response has started: the only honest signal left is
 			// a broken transfer (no terminating chunk), never a clean EOF.
 			s.log.Warn("stream aborted", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "request_id", c.reqID, "error", err)
@@ -310,6 +332,42 @@ func (c *call) acquireStream() (func(), error) {
 
 const copyBuf = 64 << 10
 
+// maxDrain is how much of an unread request body is read and discarded
+// after a full-duplex handler so that the connection can be reused (the
+// same bound net/http applies to other handlers).
+const maxDrain = 256 << 10
+
+// streamBody returns the request body for a codec to read.
+func (c *call) streamBody() *countingReader {
+	c.body = &countingReader{r: c.r.Body}
+	return c.body
+}
+
+// startDuplex makes the response full duplex: call it right before the
+// first byte of a streamed response, while the body is still being read.
+// Not earlier: an error answered before that must leave net/http in charge
+// of the unread body (it discards a little or marks the connection close).
+func (c *call) startDuplex() {
+	if http.NewResponseController(c.w).EnableFullDuplex() == nil {
+		c.duplex = true
+	}
+}
+
+// stopBody cuts the codec off the request body: a read-ahead goroutine that
+// is still running gets an error instead of touching the connection.
+func (c *call) stopBody() {
+	if c.body != nil {
+		c.body.stop()
+	}
+}
+
+// finishBody reads and discards what is left of the request body (at most
+// maxDrain bytes) and reports whether it reached the end.
+func (c *call) finishBody() bool {
+	n, err := io.CopyN(io.Discard, c.r.Body, maxDrain+1)
+	return errors.Is(err, io.EOF) && n <= maxDrain
+}
+
 // handleEncrypt streams a plaintext body into an envelope to the tenant's
 // active, valid keys.
 func (s *Server) handleEncrypt(c *call) error {
@@ -336,10 +394,10 @@ func (s *Server) handleEncrypt(c *call) error {
 	if err := c.auditKey(ev, nil, ids); err != nil {
 		return err
 	}
-	_ = http.NewResponseController(c.w).EnableFullDuplex()
 	c.w.Header().Set("Content-Type", "application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m")
 	length := c.r.ContentLength // -1 when chunked: BER with indefinite lengths
-	in := &countingReader{r: c.r.Body}
+	in := c.streamBody()
+	c.startDuplex()
 	ew, err := envelope.Encrypt(c.w, recips, &envelope.Options{Cipher: ciph, Length: length})
 	if err != nil {
 		c.auditOutcome(nil, ids, 0, err)
@@ -350,9 +408,9 @@ func (s *Server) handleEncrypt(c *call) error {
 	if err == nil {
 		err = ew.Close()
 	}
-	s.metrics.AddBytes("encrypt", "in", in.n)
+	s.metrics.AddBytes("encrypt", "in", in.count())
 	s.metrics.AddBytes("encrypt", "out", c.w.n)
-	c.auditOutcome(nil, ids, in.n, err)
+	c.auditOutcome(nil, ids, in.count(), err)
 	if err != nil {
 		if c.w.wrote {
 			return &abortError{err}
@@ -382,8 +440,7 @@ func (s *Server) handleDecrypt(c *call) error {
 		return err
 	}
 	defer done()
-	_ = http.NewResponseController(c.w).EnableFullDuplex()
-	in := &countingReader{r: c.r.Body}
+	in := c.streamBody()
 	res := c.resolver(func(t string) bool { return c.id.allows(config.OpDecrypt, t) })
 	var pt io.ReadCloser
 	if hdr != nil {
@@ -411,9 +468,10 @@ func (s *Server) handleDecrypt(c *call) error {
 		return err
 	}
 	c.w.Header().Set("Content-Type", "application/octet-stream")
+	c.startDuplex()
 	buf := make([]byte, copyBuf)
 	n, err := io.CopyBuffer(c.w, pt, buf)
-	s.metrics.AddBytes("decrypt", "in", in.n)
+	s.metrics.AddBytes("decrypt", "in", in.count())
 	s.metrics.AddBytes("decrypt", "out", n)
 	c.auditOutcome(res.used, "", n, err)
 	if err != nil {
@@ -679,16 +737,28 @@ func (c *call) writeJSON(status int, v any) error {
 	return nil
 }
 
+// countingReader counts what a codec reads from a request body. The CBC
+// decoder reads ahead in goroutines of its own, which may still run when
+// the handler returns: after stop, reads fail without touching the body.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r       io.Reader
+	n       atomic.Int64
+	stopped atomic.Bool
 }
 
+var errBodyStopped = errors.New("request finished")
+
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.stopped.Load() {
+		return 0, errBodyStopped
+	}
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
+
+func (c *countingReader) count() int64 { return c.n.Load() }
+func (c *countingReader) stop()        { c.stopped.Store(true) }
 
 // handleHealth reports liveness and per-backend readiness; 503 when a
 // backend some tenant key needs is down.

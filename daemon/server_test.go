@@ -45,6 +45,9 @@ type inproc struct {
 	socket string
 	client *http.Client
 	audit  *switchWriter
+	logs   *testenv.SyncBuffer
+	cert   *testenv.Cert
+	dir    string
 }
 
 func startInProcess(t *testing.T, limits string) *inproc {
@@ -91,7 +94,8 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap"]
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	aw := &switchWriter{}
-	srv, err := New(ctx, Options{ConfigPath: cfgPath, LogOutput: io.Discard, AuditOutput: aw})
+	logs := &testenv.SyncBuffer{}
+	srv, err := New(ctx, Options{ConfigPath: cfgPath, LogOutput: logs, AuditOutput: aw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +120,7 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap"]
 		return d.DialContext(ctx, "unix", sock)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw}
+	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cert: c, dir: dir}
 }
 
 func TestAuditFailureFailsKeyOperations(t *testing.T) {
