@@ -225,9 +225,16 @@ func (r *cbcReader) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// Close stops reading; chunks in flight finish on their own.
+// Close stops reading. It waits for a read of the source in flight (at
+// most one chunk), so that the source is not touched after Close returns;
+// decryption in flight finishes on its own.
 func (r *cbcReader) Close() error {
 	r.closed.Store(true)
+	// Jobs read in order and each checks closed before reading: once the
+	// last one launched is past its read, no read is or will be in flight.
+	if n := len(r.jobs); n > 0 {
+		<-r.jobs[n-1].readDone
+	}
 	if r.cur != nil {
 		putChunk(r.cur.buf)
 		r.cur = nil

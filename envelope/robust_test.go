@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
+	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/envelopd/envelopd/envelope"
 )
@@ -74,5 +78,254 @@ func TestElementNodeBound(t *testing.T) {
 	}
 	if allocs > 64<<10 {
 		t.Errorf("%v allocations to refuse a 1 MiB element", allocs)
+	}
+}
+
+// gateReader serves src until n bytes were read; further reads block until
+// open is closed. It tracks reads in progress.
+type gateReader struct {
+	src    io.Reader
+	n      int64
+	open   chan struct{}
+	active atomic.Int32
+	after  atomic.Int32 // reads started after stop was set
+	stop   atomic.Bool
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	g.active.Add(1)
+	defer g.active.Add(-1)
+	if g.stop.Load() {
+		g.after.Add(1)
+	}
+	if g.n <= 0 {
+		<-g.open
+	} else if int64(len(p)) > g.n {
+		p = p[:g.n]
+	}
+	k, err := g.src.Read(p)
+	g.n -= int64(k)
+	return k, err
+}
+
+// After Close of a CBC plaintext reader, its background reads have ended:
+// the source (a request body, say) may be released at once.
+func TestReaderCloseWaitsForSource(t *testing.T) {
+	c := cert(t, "alice")
+	env := encrypt(t, payload(4*chunk), []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Length: -1})
+	g := &gateReader{src: bytes.NewReader(env), n: chunk + chunk/2, open: make(chan struct{})}
+	r, err := envelope.NewReader(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := r.Decrypt(ids(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(pr, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	for g.active.Load() == 0 { // the second chunk's read blocks in the gate
+		runtime.Gosched()
+	}
+	closed := make(chan struct{})
+	go func() { pr.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a read of the source was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(g.open)
+	<-closed
+	g.stop.Store(true)
+	if a := g.active.Load(); a != 0 {
+		t.Fatalf("%d reads of the source in flight after Close", a)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := g.after.Load(); n != 0 {
+		t.Fatalf("%d reads of the source after Close", n)
+	}
+}
+
+// gateWriter blocks every Write until open is closed and counts writes
+// started after stop was set.
+type gateWriter struct {
+	open  chan struct{}
+	stop  atomic.Bool
+	after atomic.Int32
+	n     atomic.Int64
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	if g.stop.Load() {
+		g.after.Add(1)
+	}
+	<-g.open
+	g.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// Abort drops the chunks in flight and returns only when no write to dst
+// is in progress; nothing is written after it.
+func TestAbortStopsWrites(t *testing.T) {
+	c := cert(t, "alice")
+	for _, ciph := range []envelope.Cipher{envelope.AES256CBC, envelope.AES128GCM} {
+		t.Run(ciph.String(), func(t *testing.T) {
+			g := &gateWriter{open: make(chan struct{})}
+			close(g.open) // the prefix
+			w, err := envelope.Encrypt(g, []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Cipher: ciph, Length: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.open = make(chan struct{})
+			prefix := g.n.Load()
+			if _, err := w.Write(payload(3 * chunk)); err != nil {
+				t.Fatal(err)
+			}
+			aborted := make(chan struct{})
+			go func() { envelope.Abort(w); close(aborted) }()
+			select {
+			case <-aborted:
+				t.Fatal("Abort returned while a write to dst was in flight")
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(g.open)
+			<-aborted
+			g.stop.Store(true)
+			time.Sleep(20 * time.Millisecond)
+			if n := g.after.Load(); n != 0 {
+				t.Fatalf("%d writes after Abort", n)
+			}
+			if got := g.n.Load() - prefix; got > chunk+8 {
+				t.Fatalf("%d bytes written after the abort request (chunks in flight not dropped)", got)
+			}
+			if _, err := w.Write([]byte("x")); err == nil {
+				t.Fatal("Write after Abort succeeded")
+			}
+			if err := w.Close(); err == nil {
+				t.Fatal("Close after Abort succeeded")
+			}
+		})
+	}
+}
+
+// Readers and writers abandoned at any point (closed or not) leave no
+// goroutine behind once their chunks in flight are done.
+func TestAbandonedStreamsNoGoroutineLeak(t *testing.T) {
+	c := cert(t, "alice")
+	pt := payload(3*chunk + 100)
+	envs := map[envelope.Cipher][]byte{}
+	for _, ciph := range []envelope.Cipher{envelope.AES256CBC, envelope.AES128GCM} {
+		envs[ciph] = encrypt(t, pt, []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Cipher: ciph, Length: -1})
+	}
+	base := runtime.NumGoroutine()
+	for ciph, env := range envs {
+		for _, cut := range []int{0, 1, chunk - 1, chunk, chunk + 17, 2*chunk + 1} {
+			for _, closeIt := range []bool{false, true} {
+				r, err := envelope.NewReader(bytes.NewReader(env))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.TempDir = t.TempDir()
+				pr, err := r.Decrypt(ids(c))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(pr, make([]byte, cut)); err != nil {
+					t.Fatal(err)
+				}
+				if closeIt {
+					pr.Close()
+				}
+
+				w, err := envelope.Encrypt(io.Discard, []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Cipher: ciph, Length: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.Write(pt[:cut])
+				if closeIt {
+					envelope.Abort(w)
+				}
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(fds)
+}
+
+// errAfter fails with a non-EOF error after n bytes.
+type errAfter struct {
+	r io.Reader
+	n int
+}
+
+func (e *errAfter) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, errors.New("source broke")
+	}
+	p = p[:min(len(p), e.n)]
+	k, err := e.r.Read(p)
+	e.n -= k
+	return k, err
+}
+
+// The AES-GCM staging file leaves nothing behind on any path: no file in
+// TempDir and no open descriptor, whether the tag fails, the input ends or
+// breaks mid-content, or the plaintext is read in part and closed.
+func TestGCMStagingCleanup(t *testing.T) {
+	c := cert(t, "alice")
+	env := encrypt(t, payload(chunk+100), []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Cipher: envelope.AES128GCM, Length: -1})
+	tampered := bytes.Clone(env)
+	tampered[len(tampered)-6-1] ^= 1 // the mac's last byte
+	dir := t.TempDir()
+	before := openFDs(t)
+	for _, tc := range []struct {
+		name    string
+		src     io.Reader
+		partial bool
+	}{
+		{"bad tag", bytes.NewReader(tampered), false},
+		{"truncated", bytes.NewReader(env[:len(env)-500]), false},
+		{"source error", &errAfter{bytes.NewReader(env), len(env) / 2}, false},
+		{"read in part", bytes.NewReader(env), true},
+		{"read all", bytes.NewReader(env), false},
+	} {
+		r, err := envelope.NewReader(tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.TempDir = dir
+		pr, err := r.Decrypt(ids(c))
+		switch {
+		case err != nil && pr != nil:
+			t.Errorf("%s: a plaintext reader with an error", tc.name)
+		case err == nil && tc.partial:
+			io.ReadFull(pr, make([]byte, 1000))
+			pr.Close()
+		case err == nil:
+			io.Copy(io.Discard, pr)
+			pr.Close()
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("%s: %d files left in TempDir", tc.name, len(ents))
+		}
+		if n := openFDs(t); n != before {
+			t.Errorf("%s: %d open descriptors, %d before", tc.name, n, before)
+		}
 	}
 }

@@ -231,8 +231,10 @@ func MarshalHeader(dk *DataKey, recipients []Recipient, opts *Options) ([]byte, 
 // The writer encrypts in the background while the caller produces more
 // plaintext; it implements io.ReaderFrom, so io.Copy reads straight into
 // its buffers. Errors are sticky. Close writes the final block and the
-// trailers and must be called; it does not close dst. A writer is not safe
-// for concurrent use.
+// trailers and must be called; it does not close dst. If the plaintext
+// source fails, call Abort instead: chunks in flight are written to dst in
+// the background until one of the two returns. A writer is not safe for
+// concurrent use.
 func Encrypt(dst io.Writer, recipients []Recipient, opts *Options) (io.WriteCloser, error) {
 	o := Options{Length: -1}
 	if opts != nil {
@@ -274,7 +276,8 @@ func Encrypt(dst io.Writer, recipients []Recipient, opts *Options) (io.WriteClos
 // EncryptContent returns a writer that encrypts with dk (a CBC key) into dst
 // as raw content: AES-CBC with PKCS#7 padding, no framing. This is the
 // separate ciphertext stream that goes with a header-only envelope from
-// MarshalHeader. Close writes the final block; it does not close dst.
+// MarshalHeader. Close writes the final block; it does not close dst. As
+// with Encrypt, end with Close or Abort before releasing dst.
 func EncryptContent(dst io.Writer, dk *DataKey) (io.WriteCloser, error) {
 	if err := dk.check(); err != nil {
 		return nil, err
@@ -525,6 +528,32 @@ func (w *sealWriter) Close() error {
 	}
 	return w.getErr()
 }
+
+// Abort stops a writer returned by Encrypt or EncryptContent without
+// finishing the envelope, for when the plaintext source fails: chunks not
+// yet written to dst are dropped, no final block or trailer is written, and
+// Abort waits for a write to dst in flight, so that dst is not used after
+// it returns. The writer's pipeline writes to dst in the background, so a
+// writer must end with Close or Abort before dst is released. Abort of a
+// closed writer, or of a writer not from this package, does nothing.
+func Abort(w io.Writer) {
+	sw, ok := w.(*sealWriter)
+	if !ok || sw.closed {
+		return
+	}
+	sw.closed = true
+	sw.setErr(errAborted)
+	if sw.cur != nil {
+		putChunk(sw.cur.buf)
+		sw.cur = nil
+	}
+	for _, c := range sw.inflight {
+		<-c.writen
+	}
+	sw.inflight = nil
+}
+
+var errAborted = errors.New("envelope: writer aborted")
 
 // Splice writes a complete envelope made of a header-only envelope (DER,
 // BER or PEM, as MarshalHeader or a recorder writes it) and its raw
