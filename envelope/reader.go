@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -198,20 +197,24 @@ func (b *b64Errors) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// unPEM returns the DER/BER bytes of an in-memory envelope.
+// unPEM returns the DER/BER bytes of an in-memory envelope. It decodes PEM
+// with the streaming decoder NewReader uses, so that the two accept the
+// same inputs.
 func unPEM(b []byte) ([]byte, error) {
-	t := bytes.TrimLeft(b, " \t\r\n")
-	if len(t) == 0 || t[0] != '-' {
-		return b, nil
+	br := bufio.NewReader(bytes.NewReader(b))
+	pemInput, err := sniffPEM(br)
+	if err != nil || !pemInput {
+		return b, err
 	}
-	blk, rest := pem.Decode(t)
-	if blk == nil {
-		return nil, malformed("bad PEM")
+	body, err := pemDecoder(br)
+	if err != nil {
+		return nil, err
 	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, malformed("trailing data after the PEM block")
+	der, err := io.ReadAll(body)
+	if err != nil {
+		return nil, eofToTrunc(err)
 	}
-	return blk.Bytes, nil
+	return der, nil
 }
 
 func (r *Reader) parseHeader() error {
