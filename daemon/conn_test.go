@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -183,4 +184,50 @@ func seal(t *testing.T, cert *x509.Certificate, plain []byte, length int64) []by
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestPathsAndFallbackAccess: paths that are not canonical are answered
+// 404 by the daemon itself (ServeMux would redirect with 307, outside every
+// check), and 404/405 answers go only to identified clients: a stranger
+// gets 403 and an audit line, whatever the path.
+func TestPathsAndFallbackAccess(t *testing.T) {
+	p := startInProcess(t, "")
+	stranger := httptest.NewServer(p.srv.Handler()) // TCP, no token: no rule matches
+	t.Cleanup(stranger.Close)
+	paths := []string{
+		"/v1/tenants/../decrypt", "//v1/decrypt", "/v1//decrypt", "/v1/tenants/t/./encrypt",
+		"/v1/tenants//encrypt", "/v1/decrypt/", "/v1/tenants/t/encrypt/", "/v2/nothing",
+		"/v1/tenants/nope/encrypt", "/v1/tenants/t/encrypt",
+	}
+	for i, path := range paths {
+		for _, m := range []string{"GET", "POST"} {
+			// Identified: 404 or 405, never a redirect.
+			rc := p.dialRaw(t)
+			resp, b, err := rc.do(m+" "+path+" HTTP/1.1\r\nHost: d\r\nContent-Length: 1\r\n", []byte("x"))
+			if err != nil {
+				t.Fatalf("%s %s: %v", m, path, err)
+			}
+			if resp.StatusCode/100 == 3 || resp.Header.Get("X-Request-Id") == "" || resp.StatusCode != 200 && !bytes.HasPrefix(b, []byte(`{"error"`)) {
+				t.Errorf("%s %s: %d %q %s", m, path, resp.StatusCode, resp.Header.Get("Location"), b)
+			}
+			// Stranger: 403 and one audit line.
+			id := fmt.Sprintf("stranger-%s-%d", m, i)
+			c, err := net.Dial("tcp", stranger.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc = &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+			resp, b, err = rc.do(m+" "+path+" HTTP/1.1\r\nHost: d\r\nX-Request-Id: "+id+"\r\nContent-Length: 1\r\n", []byte("x"))
+			c.Close()
+			if err != nil {
+				t.Fatalf("stranger %s %s: %v", m, path, err)
+			}
+			if resp.StatusCode != 403 || !bytes.Contains(b, []byte(`"forbidden"`)) {
+				t.Errorf("stranger %s %s: %d %s", m, path, resp.StatusCode, b)
+			}
+			if l := p.audit.lines(`"` + id + `"`); len(l) != 1 || !strings.Contains(l[0], `"denied"`) {
+				t.Errorf("stranger %s %s: audit lines %q", m, path, l)
+			}
+		}
+	}
 }

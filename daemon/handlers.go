@@ -83,14 +83,45 @@ func (s *Server) Handler() http.Handler {
 		}
 		allow[path] = append(allow[path], method)
 	}
-	mux.Handle("/", s.wrap(route{op: "unknown", h: func(c *call) error {
+	// Everything else (404, 405, paths that are not canonical) is answered
+	// only to an identified client: others get 403 and an audit line, and
+	// learn nothing about the API.
+	fallback := s.wrap(route{pattern: "/", op: "unknown", h: func(c *call) error {
+		if !canonicalPath(c.r.URL.EscapedPath()) {
+			// No redirect (ServeMux would answer 307 to the cleaned
+			// path, outside every check): "a/../b" is not an endpoint.
+			return newAPIError(http.StatusNotFound, "not_found", "no such endpoint: the path is not canonical")
+		}
 		if _, p := paths.Handler(c.r); p != "" {
 			c.w.Header().Set("Allow", strings.Join(allow[p], ", "))
 			return newAPIError(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", c.r.Method, c.r.URL.Path, strings.Join(allow[p], ", "))
 		}
 		return newAPIError(http.StatusNotFound, "not_found", "no such endpoint: %s %s", c.r.Method, c.r.URL.Path)
-	}}))
-	return mux
+	}})
+	mux.Handle("/", fallback)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !canonicalPath(r.URL.EscapedPath()) {
+			fallback.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// canonicalPath reports whether p (escaped) is a path ServeMux serves as
+// is: absolute, without empty, "." or ".." segments (a trailing slash is
+// allowed; no route has one).
+func canonicalPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, seg := range segs {
+		if seg == "." || seg == ".." || seg == "" && i != len(segs)-1 {
+			return false
+		}
+	}
+	return true
 }
 
 // wrap runs a route: request id, panic recovery, runtime reference,
@@ -126,11 +157,6 @@ func (s *Server) wrap(rt route) http.Handler {
 				panic(http.ErrAbortHandler)
 			}
 		}()
-		if rt.pattern == "" {
-			err := rt.h(c)
-			writeError(c.w, err)
-			return
-		}
 		c.id = authenticate(r, c.rt.cfg.Clients)
 		if !c.permitted(rt.perm) {
 			s.log.Info("access denied", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "remote", c.id.remote, "request_id", c.reqID)

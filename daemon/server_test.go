@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ import (
 // switchWriter fails every write while failing is set.
 type switchWriter struct {
 	failing atomic.Bool
+	mu      sync.Mutex
 	buf     bytes.Buffer
 }
 
@@ -37,7 +39,22 @@ func (w *switchWriter) Write(p []byte) (int, error) {
 	if w.failing.Load() {
 		return 0, errors.New("disk full")
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return w.buf.Write(p)
+}
+
+// lines returns the audit lines written so far that contain s.
+func (w *switchWriter) lines(s string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(w.buf.String(), "\n") {
+		if l != "" && strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 type inproc struct {
