@@ -3,6 +3,7 @@ package file
 import (
 	"bytes"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -53,6 +54,9 @@ func ReadJavaKeystore(data, password []byte) (kind string, entries []ImportEntry
 }
 
 func readJKS(data, password []byte) ([]ImportEntry, error) {
+	if err := checkJKS(data); err != nil {
+		return nil, fmt.Errorf("reading JKS keystore: %v", err)
+	}
 	ks := keystore.New(keystore.WithCaseExactAliases())
 	if err := ks.Load(bytes.NewReader(data), password); err != nil {
 		if err.Error() == "got invalid digest" {
@@ -177,4 +181,90 @@ func buildChain(key *rsa.PrivateKey, certs []*x509.Certificate) []*x509.Certific
 		chain = append(chain, next)
 	}
 	return chain
+}
+
+// checkJKS walks the JKS layout and checks that every length and count fits
+// in data. keystore-go allocates what a length field says before reading
+// (up to 4 GiB per field, and a 160 GiB certificate slice for a count), so
+// a few crafted bytes would exhaust memory; after this check its
+// allocations are bounded by the file size.
+func checkJKS(data []byte) error {
+	p := data
+	errTrunc := errors.New("truncated or corrupt file")
+	skip := func(n uint64) bool {
+		if n > uint64(len(p)) {
+			return false
+		}
+		p = p[n:]
+		return true
+	}
+	u32 := func() (uint32, bool) {
+		if len(p) < 4 {
+			return 0, false
+		}
+		v := binary.BigEndian.Uint32(p)
+		p = p[4:]
+		return v, true
+	}
+	str := func() bool {
+		if len(p) < 2 {
+			return false
+		}
+		n := binary.BigEndian.Uint16(p)
+		p = p[2:]
+		return skip(uint64(n))
+	}
+	cert := func(version uint32) bool {
+		if version == 2 && !str() {
+			return false
+		}
+		n, ok := u32()
+		return ok && skip(uint64(n))
+	}
+	if _, ok := u32(); !ok { // magic
+		return errTrunc
+	}
+	version, ok := u32()
+	if !ok {
+		return errTrunc
+	}
+	if version != 1 && version != 2 {
+		return fmt.Errorf("unknown JKS version %d", version)
+	}
+	n, ok := u32()
+	if !ok {
+		return errTrunc
+	}
+	for range n {
+		tag, ok := u32()
+		if !ok || !str() || !skip(8) { // tag, alias, creation time
+			return errTrunc
+		}
+		switch tag {
+		case 1: // private key: encrypted key, certificate chain
+			kl, ok := u32()
+			if !ok || !skip(uint64(kl)) {
+				return errTrunc
+			}
+			certs, ok := u32()
+			if !ok || uint64(certs) > uint64(len(p)/4) {
+				return errTrunc
+			}
+			for range certs {
+				if !cert(version) {
+					return errTrunc
+				}
+			}
+		case 2: // trusted certificate
+			if !cert(version) {
+				return errTrunc
+			}
+		default:
+			return fmt.Errorf("unknown JKS entry tag %d", tag)
+		}
+	}
+	if len(p) != sha1.Size {
+		return errTrunc
+	}
+	return nil
 }
