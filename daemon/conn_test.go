@@ -231,3 +231,69 @@ func TestPathsAndFallbackAccess(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledClientsReleaseStreams: a client that stops sending its body,
+// or stops reading the response, loses its stream after idle_timeout
+// instead of holding a slot (max_streams) for ever.
+func TestStalledClientsReleaseStreams(t *testing.T) {
+	p := startInProcess(t, `max_streams = 1
+idle_timeout = "300ms"`)
+	slotsFree := func() bool {
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if len(p.srv.rt.Load().streamSem) == 0 {
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return false
+	}
+	t.Run("StalledUpload", func(t *testing.T) {
+		rc := p.dialRaw(t)
+		rc.c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(rc.c, "POST /v1/tenants/t/encrypt HTTP/1.1\r\nHost: d\r\nX-Request-Id: stall-up\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		// ... and nothing more. The daemon gives up and breaks the reply.
+		start := time.Now()
+		resp, err := http.ReadResponse(rc.br, nil)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+		}
+		if err == nil {
+			t.Fatal("a stalled upload ended cleanly")
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("gave up after %v", d)
+		}
+		if !slotsFree() {
+			t.Fatal("the stalled upload still holds its stream slot")
+		}
+		if l := p.audit.lines(`"stall-up"`); len(l) != 2 || !strings.Contains(l[1], `"error"`) {
+			t.Errorf("audit: %q", l)
+		}
+	})
+	t.Run("StalledReader", func(t *testing.T) {
+		rc := p.dialRaw(t)
+		rc.c.SetDeadline(time.Now().Add(10 * time.Second))
+		body := bytes.Repeat([]byte("x"), 16<<20)
+		go func() {
+			fmt.Fprintf(rc.c, "POST /v1/tenants/t/encrypt HTTP/1.1\r\nHost: d\r\nContent-Length: %d\r\n\r\n", len(body))
+			rc.c.Write(body)
+		}()
+		// Never read the response.
+		for deadline := time.Now().Add(5 * time.Second); len(p.srv.rt.Load().streamSem) == 0; {
+			if time.Now().After(deadline) {
+				t.Fatal("the stream never started")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if !slotsFree() {
+			t.Fatal("a client that does not read holds its stream slot")
+		}
+	})
+	// The daemon still serves.
+	resp, err := p.client.Post("http://d/v1/tenants/t/encrypt", "text/plain", strings.NewReader("after"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after stalled clients: %v %v", err, resp)
+	}
+	resp.Body.Close()
+}

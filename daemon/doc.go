@@ -42,7 +42,9 @@
 // with a Content-Length gets definite-length DER; a chunked one BER with
 // indefinite lengths. When a stream fails after the response started, the
 // daemon breaks the transfer (no terminating chunk), so a client sees an
-// error, never a clean end of file.
+// error, never a clean end of file. A stream whose client stops sending
+// its body or stops reading the response for limits.idle_timeout is broken
+// off, so a stalled client cannot hold a stream slot for ever.
 //
 // Clients must treat an incomplete response body as a failure. In
 // particular CBC content is unauthenticated: its padding can only be checked

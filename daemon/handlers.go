@@ -284,6 +284,10 @@ type respWriter struct {
 	wrote bool
 	code  int
 	n     int64
+	// With rc set (streams), every write waits at most stall for the
+	// client to read.
+	rc    *http.ResponseController
+	stall time.Duration
 }
 
 func (w *respWriter) WriteHeader(code int) {
@@ -298,6 +302,9 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	if !w.wrote {
 		w.wrote = true
 		w.code = http.StatusOK
+	}
+	if w.rc != nil && w.stall > 0 {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.stall))
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
@@ -364,8 +371,10 @@ const copyBuf = 64 << 10
 const maxDrain = 256 << 10
 
 // streamBody returns the request body for a codec to read.
+// Every read waits at most limits.idle_timeout for the client: a stalled
+// upload must not hold a stream slot for ever.
 func (c *call) streamBody() *countingReader {
-	c.body = &countingReader{r: c.r.Body}
+	c.body = &countingReader{r: c.r.Body, rc: http.NewResponseController(c.w), stall: c.rt.cfg.Limits.IdleTimeout.Duration}
 	return c.body
 }
 
@@ -373,10 +382,14 @@ func (c *call) streamBody() *countingReader {
 // first byte of a streamed response, while the body is still being read.
 // Not earlier: an error answered before that must leave net/http in charge
 // of the unread body (it discards a little or marks the connection close).
+// From then on every write waits at most limits.idle_timeout for the
+// client to read.
 func (c *call) startDuplex() {
-	if http.NewResponseController(c.w).EnableFullDuplex() == nil {
+	rc := http.NewResponseController(c.w)
+	if rc.EnableFullDuplex() == nil {
 		c.duplex = true
 	}
+	c.w.rc, c.w.stall = rc, c.rt.cfg.Limits.IdleTimeout.Duration
 }
 
 // stopBody cuts the codec off the request body: a read-ahead goroutine that
@@ -768,8 +781,14 @@ func (c *call) writeJSON(status int, v any) error {
 // the handler returns: after stop, reads fail without touching the body.
 type countingReader struct {
 	r       io.Reader
+	rc      *http.ResponseController // nil: no read deadline
+	stall   time.Duration
 	n       atomic.Int64
 	stopped atomic.Bool
+	// ended is set once a read failed or hit the end: no deadline is set
+	// after that (net/http then watches the idle connection itself, and a
+	// deadline would cut that watch and cancel the connection's context).
+	ended atomic.Bool
 }
 
 var errBodyStopped = errors.New("request finished")
@@ -778,7 +797,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	if c.stopped.Load() {
 		return 0, errBodyStopped
 	}
+	if c.rc != nil && c.stall > 0 && !c.ended.Load() {
+		_ = c.rc.SetReadDeadline(time.Now().Add(c.stall))
+	}
 	n, err := c.r.Read(p)
+	if err != nil {
+		c.ended.Store(true)
+	}
 	c.n.Add(int64(n))
 	return n, err
 }

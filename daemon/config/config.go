@@ -225,7 +225,8 @@ type Limits struct {
 	BackendTimeout Duration `toml:"backend_timeout"`
 	// ReadHeaderTimeout bounds reading request headers (default 10s).
 	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
-	// IdleTimeout closes idle keep-alive connections (default 2m).
+	// IdleTimeout closes idle keep-alive connections, and breaks off a
+	// stream whose client neither sends nor reads for that long (default 2m).
 	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
