@@ -198,3 +198,21 @@ func TestCLIEncryptPolicy(t *testing.T) {
 		t.Errorf("bad flag exit %d, want 2", code)
 	}
 }
+
+// TestCLIOutToDevice: -out naming a device or FIFO writes to it in place; it
+// is never replaced by a renamed file (a bug that once turned /dev/null into a
+// regular file).
+func TestCLIOutToDevice(t *testing.T) {
+	f := newCLIFixture(t)
+	enc := f.path("e.der")
+	ksMust(t, "encrypt", "-cert", f.cert, "-in", f.plain, "-out", enc)
+	ksMust(t, "decrypt", "-key", f.pkcs8, "-in", enc, "-out", os.DevNull)
+	ksMust(t, "encrypt", "-cert", f.cert, "-in", f.plain, "-out", os.DevNull)
+	if st, err := os.Stat(os.DevNull); err != nil || st.Mode().IsRegular() {
+		t.Fatalf("%s was replaced: %v, %v", os.DevNull, st.Mode(), err)
+	}
+	_, errs, code := ksRun(t, "decrypt", "-key", f.pkcs8, "-in", enc, "-out", f.dir)
+	if code != 1 || !strings.Contains(errs, "is a directory") {
+		t.Errorf("-out DIR: exit %d, %q", code, errs)
+	}
+}

@@ -25,13 +25,27 @@ func openIn(env *cliEnv, path string) (io.ReadCloser, error) {
 // must check the exit status).
 type output struct {
 	io.Writer
-	f *atomicfile.File
+	f       *atomicfile.File
+	special *os.File // a device or FIFO written in place
 }
 
 // createOut creates -out (stdout for "" or "-") with mode perm.
 func createOut(env *cliEnv, path string, perm os.FileMode) (*output, error) {
 	if path == "" || path == "-" {
 		return &output{Writer: env.stdout}, nil
+	}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		if st.IsDir() {
+			return nil, fmt.Errorf("cannot create output: %s is a directory", path)
+		}
+		// A device, FIFO or socket (-out /dev/null, a named pipe) is
+		// written in place: renaming a file over it would replace it.
+		// Like stdout, its reader must check the exit status.
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open output: %w", err)
+		}
+		return &output{Writer: f, special: f}, nil
 	}
 	f, err := atomicfile.Create(path, perm)
 	if err != nil {
@@ -42,6 +56,12 @@ func createOut(env *cliEnv, path string, perm os.FileMode) (*output, error) {
 
 // commit makes the output visible.
 func (o *output) commit() error {
+	if o.special != nil {
+		if err := o.special.Close(); err != nil {
+			return fmt.Errorf("cannot write output: %w", err)
+		}
+		return nil
+	}
 	if o.f == nil {
 		return nil
 	}
@@ -53,6 +73,9 @@ func (o *output) commit() error {
 
 // abort discards the output; safe after commit.
 func (o *output) abort() {
+	if o.special != nil {
+		o.special.Close()
+	}
 	if o.f != nil {
 		o.f.Abort()
 	}

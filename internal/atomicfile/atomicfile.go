@@ -24,7 +24,13 @@ type File struct {
 
 // Create starts writing path with permissions perm (applied to the temporary
 // file, so the final file never exists with wider permissions).
+//
+// Create refuses a path that exists and is not a regular file (a device such
+// as /dev/null, a FIFO, a directory): renaming over it would replace it.
 func Create(path string, perm fs.FileMode) (*File, error) {
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("atomicfile: %s is not a regular file", path)
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."

@@ -30,3 +30,15 @@ func TestCommitAndAbort(t *testing.T) {
 		t.Fatalf("mode %v", st.Mode())
 	}
 }
+
+func TestRefusesSpecialFiles(t *testing.T) {
+	if _, err := Create(os.DevNull, 0o600); err == nil {
+		t.Fatal("Create accepted /dev/null")
+	}
+	if _, err := Create(t.TempDir(), 0o600); err == nil {
+		t.Fatal("Create accepted a directory")
+	}
+	if st, err := os.Stat(os.DevNull); err != nil || st.Mode().IsRegular() {
+		t.Fatalf("/dev/null damaged: %v %v", st, err)
+	}
+}
