@@ -55,6 +55,10 @@ func (b *Backend) parseKeyRef(ref string) (keyRef, error) {
 		case "object":
 			k.label = v
 		case "id":
+			if v == "" {
+				// An empty CKA_ID would match every key without an id.
+				return keyRef{}, fmt.Errorf("%w: empty id= in pkcs11 reference", backends.ErrInvalidConfig)
+			}
 			k.id, k.hasID = []byte(v), true
 		case "type":
 			if v != "private" {
