@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -205,6 +206,43 @@ func (s *Server) handleCertUpload(c *call) error {
 		}
 	}
 	ref := req.Key
+	// A "started" line goes out before anything changes (a private key
+	// imported into a backend, a file in data_dir); the final line says how
+	// it ended. If the audit log is down, nothing changes.
+	ev := c.event()
+	ev.Outcome = "started"
+	ev.KeyID = req.ID
+	if bs != nil {
+		ev.Backend = bs.name
+	}
+	if err := c.auditKey(ev, nil, ""); err != nil {
+		return err
+	}
+	opErr := s.applyUpload(c, t, req, chain, bs, ref, padding)
+	ev.Outcome = "ok"
+	if opErr != nil {
+		ev.Outcome = "error"
+		ev.Error = classify(opErr).code
+	}
+	ev.Time = time.Now().UTC()
+	_ = c.auditKey(ev, nil, "") // the final line: a failure is logged, the change is done
+	if opErr != nil {
+		return opErr
+	}
+	nrt := s.acquireRuntime()
+	defer nrt.release()
+	for _, k := range nrt.tenants[t.name].keys {
+		if k.id == req.ID {
+			return c.writeJSON(http.StatusCreated, nrt.tenants[t.name].describe(k))
+		}
+	}
+	return errors.New("uploaded key missing after rebuild")
+}
+
+// applyUpload imports the private key (if any) and stores the upload in
+// data_dir, rebuilding the runtime.
+func (s *Server) applyUpload(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, ref string, padding backends.Padding) error {
+	leaf := chain[0]
 	if req.PrivateKey != "" {
 		if bs == nil {
 			return newAPIError(http.StatusBadRequest, "bad_request", "a private key needs a backend to import it into")
@@ -243,24 +281,7 @@ func (s *Server) handleCertUpload(c *call) error {
 	if bs != nil {
 		u.Backend = bs.name
 	}
-	ev := c.event()
-	ev.Outcome = "ok"
-	ev.KeyID = req.ID
-	ev.Backend = u.Backend
-	if err := c.auditKey(ev, nil, ""); err != nil {
-		return err
-	}
-	if err := s.changeUploads(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) }); err != nil {
-		return err
-	}
-	nrt := s.acquireRuntime()
-	defer nrt.release()
-	for _, k := range nrt.tenants[t.name].keys {
-		if k.id == u.ID {
-			return c.writeJSON(http.StatusCreated, nrt.tenants[t.name].describe(k))
-		}
-	}
-	return errors.New("uploaded key missing after rebuild")
+	return s.changeUploads(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) })
 }
 
 // changeUploads applies a change to data_dir and rebuilds the runtime; if
@@ -309,15 +330,17 @@ func (s *Server) handleCertDelete(c *call) error {
 		}
 	}
 	ev := c.event()
-	ev.Outcome = "ok"
+	ev.Outcome = "started"
 	if err := c.auditKey(ev, k, ""); err != nil {
 		return err
 	}
-	if err := s.changeUploads(c, func(dir string) error { return removeUpload(dir, t.name, id) }, func(dir string) {
+	err = s.changeUploads(c, func(dir string) error { return removeUpload(dir, t.name, id) }, func(dir string) {
 		if saved != nil {
 			_ = saveUpload(dir, saved)
 		}
-	}); err != nil {
+	})
+	c.auditOutcome(k, "", 0, err)
+	if err != nil {
 		return err
 	}
 	c.w.WriteHeader(http.StatusNoContent)

@@ -575,9 +575,13 @@ func TestE2E(t *testing.T) {
 		}
 		k2 := testenv.NewCert(t, "acme-k2", nil)
 		req, _ := json.Marshal(map[string]any{"id": "k2", "certificate": string(k2.CertPEM), "private_key": string(k2.KeyPEM), "backend": "ks"})
-		st, b, _ := f.do(f.unix, "POST", "/v1/tenants/acme/certificates", bytes.NewReader(req), "Content-Type", "application/json")
+		st, b, _ := f.do(f.unix, "POST", "/v1/tenants/acme/certificates", bytes.NewReader(req), "Content-Type", "application/json", "X-Request-Id", "upload-k2")
 		if st != 201 {
 			t.Fatalf("upload: %d %s", st, b)
+		}
+		// A "started" line before the key went into the backend, then the outcome.
+		if l := f.auditLines("upload-k2"); len(l) != 2 || l[0]["outcome"] != "started" || l[1]["outcome"] != "ok" || l[1]["key_id"] != "k2" {
+			t.Fatalf("upload audit lines: %v", l)
 		}
 		if st, b, _ := f.do(f.unix, "POST", "/v1/tenants/acme/certificates", bytes.NewReader(req), "Content-Type", "application/json"); st != 409 {
 			t.Fatalf("second upload: %d %s", st, b)

@@ -666,6 +666,7 @@ func (s *Server) handleRewrap(c *call) error {
 	defer clear(dk.Key)
 	out, err := envelope.MarshalHeader(dk, recips, &envelope.Options{Cipher: dk.Cipher, Length: -1})
 	if err != nil {
+		c.auditOutcome(res.used, "", 0, err)
 		return err
 	}
 	ev := c.event()
