@@ -93,13 +93,14 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return fmt.Errorf("-cert %s: %w", p, err)
 		}
+		p1 := *policy // a chain file's intermediates apply to its own leaf only
 		if len(chain) > 1 {
-			policy.Intermediates = x509.NewCertPool()
+			p1.Intermediates = x509.NewCertPool()
 			for _, ic := range chain[1:] {
-				policy.Intermediates.AddCert(ic)
+				p1.Intermediates.AddCert(ic)
 			}
 		}
-		if err := policy.CheckEncrypt(chain); err != nil {
+		if err := p1.CheckEncrypt(chain); err != nil {
 			return fmt.Errorf("-cert %s: %w", p, err)
 		}
 		recips = append(recips, envelope.Recipient{Certificate: chain[0], UseKeyID: *keyid, Transport: transport})
