@@ -216,3 +216,22 @@ func TestCLIOutToDevice(t *testing.T) {
 		t.Errorf("-out DIR: exit %d, %q", code, errs)
 	}
 }
+
+// TestCLIEncryptChain: with -ca the recipient must chain to it.
+func TestCLIEncryptChain(t *testing.T) {
+	f := newCLIFixture(t)
+	root := testenv.NewCert(t, "cli root", &testenv.CertOptions{IsCA: true})
+	other := testenv.NewCert(t, "cli other root", &testenv.CertOptions{IsCA: true})
+	leaf := testenv.NewCert(t, "cli leaf", &testenv.CertOptions{Issuer: root})
+	rootPath, _ := root.WriteFiles(t, f.dir, "root")
+	otherPath, _ := other.WriteFiles(t, f.dir, "other")
+	leafPath, leafKey := leaf.WriteFiles(t, f.dir, "leaf")
+	out := f.path("chain.der")
+	ksMust(t, "encrypt", "-cert", leafPath, "-ca", rootPath, "-in", f.plain, "-out", out)
+	ksMust(t, "decrypt", "-key", leafKey, "-cert", leafPath, "-in", out, "-out", f.path("chain.out"))
+	assertSameFile(t, f.plain, f.path("chain.out"))
+	_, errs, code := ksRun(t, "encrypt", "-cert", leafPath, "-ca", otherPath, "-in", f.plain, "-out", f.path("x.der"))
+	if code != 1 || !strings.Contains(errs, "does not chain to a configured root") {
+		t.Errorf("untrusted chain: exit %d, %q", code, errs)
+	}
+}
