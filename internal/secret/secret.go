@@ -78,7 +78,7 @@ func Resolve(ref string) ([]byte, error) {
 		}
 		return []byte(rest), nil
 	default:
-		return nil, fmt.Errorf("%w: unknown scheme %q; use env:NAME, file:PATH or pass:VALUE", ErrBadReference, scheme)
+		return nil, fmt.Errorf("%w: unknown scheme %q; use env:NAME, file:PATH or pass:VALUE", ErrBadReference, redactScheme(scheme))
 	}
 }
 
@@ -101,7 +101,7 @@ func Validate(ref string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: unknown scheme %q; use env:NAME, file:PATH or pass:VALUE", ErrBadReference, scheme)
+	return fmt.Errorf("%w: unknown scheme %q; use env:NAME, file:PATH or pass:VALUE", ErrBadReference, redactScheme(scheme))
 }
 
 // redact keeps an accidental inline secret out of error messages.
@@ -110,6 +110,21 @@ func redact(s string) string {
 		return "***"
 	}
 	return s[:1] + "***"
+}
+
+// redactScheme shows an unknown scheme only when it looks like one (a
+// short lower-case word): an inline password with a colon ("hunter:2") must
+// not reach the logs through the error.
+func redactScheme(s string) string {
+	if len(s) > 6 {
+		return redact(s)
+	}
+	for _, c := range s {
+		if c < 'a' || c > 'z' {
+			return redact(s)
+		}
+	}
+	return s
 }
 
 func unwrapPathError(err error) error {
