@@ -1,0 +1,41 @@
+package backends
+
+import (
+	"maps"
+	"strings"
+	"testing"
+)
+
+// FuzzParseRef: ParseRef never panics; a parsed reference formats back to
+// the input and parses again to the same thing; pkcs11 attributes come only
+// from the path, and a pin-value is never accepted.
+func FuzzParseRef(f *testing.F) {
+	for _, s := range []string{"alias", "file:rec-2025", "pkcs11:token=recs;object=k1;id=%01", "pkcs11:object=a?pin-value=1234",
+		"pkcs11:;;=", "pkcs11:id=%zz", "transit:recordings", "awskms:alias/recordings", "awskms:arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", ":", "x:y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRef(s)
+		if err != nil {
+			if s != "" && !strings.HasPrefix(s, "pkcs11:") {
+				t.Fatalf("ParseRef(%q): %v", s, err)
+			}
+			return
+		}
+		if r.String() != s {
+			t.Fatalf("ParseRef(%q).String() = %q", s, r.String())
+		}
+		again, err := ParseRef(r.String())
+		if err != nil || again.Scheme != r.Scheme || again.Opaque != r.Opaque || !maps.Equal(again.Attrs, r.Attrs) {
+			t.Fatalf("ParseRef(%q) does not round-trip: %+v, %v", s, again, err)
+		}
+		if r.Scheme == "pkcs11" {
+			_, q, _ := strings.Cut(r.Opaque, "?")
+			if strings.Contains(q, "pin-value") {
+				t.Fatalf("ParseRef(%q) accepted a pin-value", s)
+			}
+		} else if r.Attrs != nil {
+			t.Fatalf("ParseRef(%q): attributes for scheme %q", s, r.Scheme)
+		}
+	})
+}
