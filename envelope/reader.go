@@ -472,7 +472,9 @@ var errUsed = errors.New("envelope: the envelope was already decrypted")
 // released before that.
 //
 // Close releases the temporary file and buffers; it does not close the
-// source.
+// source, but it waits for a background read of the source in flight (CBC
+// reads ahead), so that the source is not read after Close returns. Call
+// it before releasing the source (a request body, say), also on errors.
 func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 	if !r.hdr.ContentPresent {
 		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use DecryptDetached)")
