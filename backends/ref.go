@@ -54,6 +54,11 @@ func ParseRef(s string) (Ref, error) {
 			if err != nil {
 				return Ref{}, fmt.Errorf("pkcs11 reference: attribute %s: %v", k, err)
 			}
+			if _, dup := r.Attrs[k]; dup {
+				// RFC 7512: path attributes must not repeat; the last one
+				// winning would make "object=a;object=b" name key b.
+				return Ref{}, fmt.Errorf("pkcs11 reference: attribute %s given twice", k)
+			}
 			r.Attrs[k] = dv
 		}
 	}

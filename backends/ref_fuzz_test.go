@@ -6,6 +6,15 @@ import (
 	"testing"
 )
 
+// A repeated attribute is ambiguous (RFC 7512 forbids it).
+func TestParseRefRepeatedAttribute(t *testing.T) {
+	for _, s := range []string{"pkcs11:object=a;object=b", "pkcs11:id=%01;object=a;id=%02"} {
+		if _, err := ParseRef(s); err == nil {
+			t.Errorf("ParseRef(%q) accepted a repeated attribute", s)
+		}
+	}
+}
+
 // FuzzParseRef: ParseRef never panics; a parsed reference formats back to
 // the input and parses again to the same thing; pkcs11 attributes come only
 // from the path, and a pin-value is never accepted.
