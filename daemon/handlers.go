@@ -446,6 +446,10 @@ func (s *Server) handleEncrypt(c *call) error {
 	_, err = io.CopyBuffer(ew, in, buf)
 	if err == nil {
 		err = ew.Close()
+	} else {
+		// Stop the writer's pipeline before the handler returns: it must
+		// not write to the response (or finish the envelope) afterwards.
+		envelope.Abort(ew)
 	}
 	s.metrics.AddBytes("encrypt", "in", in.count())
 	s.metrics.AddBytes("encrypt", "out", c.w.n)

@@ -168,7 +168,7 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 // which side failed.
 func copyClose(w io.WriteCloser, src io.Reader) error {
 	if _, err := io.Copy(w, src); err != nil {
-		w.Close()
+		envelope.Abort(w) // no trailer: a truncated input must not look complete
 		return fmt.Errorf("encrypting: %w", err)
 	}
 	if err := w.Close(); err != nil {
