@@ -152,16 +152,18 @@ func TestReaderCloseWaitsForSource(t *testing.T) {
 // gateWriter blocks every Write until open is closed and counts writes
 // started after stop was set.
 type gateWriter struct {
-	open  chan struct{}
-	stop  atomic.Bool
-	after atomic.Int32
-	n     atomic.Int64
+	open    chan struct{}
+	stop    atomic.Bool
+	after   atomic.Int32
+	entered atomic.Int32 // writes that reached the gate
+	n       atomic.Int64
 }
 
 func (g *gateWriter) Write(p []byte) (int, error) {
 	if g.stop.Load() {
 		g.after.Add(1)
 	}
+	g.entered.Add(1)
 	<-g.open
 	g.n.Add(int64(len(p)))
 	return len(p), nil
@@ -181,8 +183,16 @@ func TestAbortStopsWrites(t *testing.T) {
 			}
 			g.open = make(chan struct{})
 			prefix := g.n.Load()
+			entered := g.entered.Load()
 			if _, err := w.Write(payload(3 * chunk)); err != nil {
 				t.Fatal(err)
+			}
+			// Wait until the pipeline is blocked in a write to dst.
+			for deadline := time.Now().Add(10 * time.Second); g.entered.Load() == entered; {
+				if time.Now().After(deadline) {
+					t.Fatal("no write to dst started")
+				}
+				time.Sleep(time.Millisecond)
 			}
 			aborted := make(chan struct{})
 			go func() { envelope.Abort(w); close(aborted) }()
