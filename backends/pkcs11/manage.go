@@ -53,6 +53,42 @@ func labelFree(c *pkcs11.Ctx, h pkcs11.SessionHandle, label string) error {
 	return nil
 }
 
+// privateKeyTemplate is the policy of every private key envelopd puts on a
+// token, generated or imported: a token object, private, sensitive and never
+// extractable, usable to decrypt (unwrap session keys) and to sign its own
+// certificate, and nothing else. The caller appends the key material or
+// generation parameters.
+func privateKeyTemplate(label string, id []byte) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+	}
+}
+
+// publicKeyTemplate is the matching public half: same label and CKA_ID.
+func publicKeyTemplate(label string, id []byte) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+	}
+}
+
 // GenerateKey creates an RSA key pair on the token: the private key is
 // sensitive and not extractable, may decrypt and sign (to sign its own
 // certificate), and shares CKA_LABEL (req.Name) and a random CKA_ID with the
@@ -79,32 +115,11 @@ func (b *Backend) GenerateKey(ctx context.Context, req backends.GenerateRequest)
 		if err := labelFree(c, s.h, req.Name); err != nil {
 			return err
 		}
-		pub := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pub := append(publicKeyTemplate(req.Name, id),
 			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, req.Bits),
 			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Name),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
-		priv := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Name),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
+		)
+		priv := privateKeyTemplate(req.Name, id)
 		_, privH, err := c.GenerateKeyPair(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pub, priv)
 		if err != nil {
 			return fmt.Errorf("C_GenerateKeyPair: %w", err)
@@ -164,18 +179,7 @@ func (b *Backend) ImportKey(ctx context.Context, req backends.ImportRequest) (ba
 				}
 			}
 		}()
-		priv, err := c.CreateObject(s.h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Name),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		priv, err := c.CreateObject(s.h, append(privateKeyTemplate(req.Name, id),
 			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, k.N.Bytes()),
 			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, e),
 			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE_EXPONENT, k.D.Bytes()),
@@ -184,24 +188,15 @@ func (b *Backend) ImportKey(ctx context.Context, req backends.ImportRequest) (ba
 			pkcs11.NewAttribute(pkcs11.CKA_EXPONENT_1, k.Precomputed.Dp.Bytes()),
 			pkcs11.NewAttribute(pkcs11.CKA_EXPONENT_2, k.Precomputed.Dq.Bytes()),
 			pkcs11.NewAttribute(pkcs11.CKA_COEFFICIENT, k.Precomputed.Qinv.Bytes()),
-		})
+		))
 		if err != nil {
 			return fmt.Errorf("C_CreateObject (private key): %w", err)
 		}
 		created = append(created, priv)
-		pub, err := c.CreateObject(s.h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Name),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		pub, err := c.CreateObject(s.h, append(publicKeyTemplate(req.Name, id),
 			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, k.N.Bytes()),
 			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, e),
-		})
+		))
 		if err != nil {
 			return fmt.Errorf("C_CreateObject (public key): %w", err)
 		}
