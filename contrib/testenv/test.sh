@@ -26,7 +26,9 @@ if ((${#pkgs[@]})); then
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
-# 2. Go-built servers (cached outside the repository).
+# 2. Go-built servers (cached outside the repository). Exported so that the
+#    tests look where tools.sh builds, whatever HOME is.
+export ENVELOPD_TOOLS_DIR="${ENVELOPD_TOOLS_DIR:-${HOME:-/tmp}/.cache/envelopd-tools}"
 contrib/testenv/tools.sh
 
 # 3. Static checks.
