@@ -2,5 +2,5 @@
 
 package aescbc
 
-func widths() []int                    { return []int{0} }
+func widths() []int                 { return []int{0} }
 func useWidth(int) (restore func()) { return func() {} }
