@@ -9,6 +9,9 @@ import (
 // the OS as soon as the key is derived, so that a daemon that opened a
 // keystore does not keep them in its resident set.
 func TestKDFMemoryReturned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a full-size argon2id evaluation; skipped with -short")
+	}
 	if _, err := derive([]byte("a long passphrase"), make([]byte, 16), DefaultKDF); err != nil {
 		t.Fatal(err)
 	}
