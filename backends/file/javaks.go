@@ -125,6 +125,7 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 	}
 	var keys []keyBag
 	var certs []*x509.Certificate
+	var certIDs []string // localKeyId of each of certs
 	for _, b := range blocks {
 		switch b.Type {
 		case "PRIVATE KEY":
@@ -141,6 +142,7 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 				return nil, fmt.Errorf("PKCS#12 certificate: %v", err)
 			}
 			certs = append(certs, c)
+			certIDs = append(certIDs, b.Headers["localKeyId"])
 		}
 	}
 	var out []ImportEntry
@@ -149,21 +151,38 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 		if alias == "" {
 			alias = fmt.Sprint(i + 1)
 		}
-		out = append(out, ImportEntry{Alias: alias, Key: kb.key, Chain: buildChain(kb.key, certs)})
+		ie := ImportEntry{Alias: alias, Key: kb.key}
+		// Every certificate of the key is kept (envelopd keystore export
+		// writes all of them); the current one is the certificate that
+		// shares the key's local key id, else the first.
+		cur := -1
+		for j, c := range certs {
+			if !kb.key.PublicKey.Equal(c.PublicKey) {
+				continue
+			}
+			chain := buildChain(c, certs)
+			switch {
+			case cur < 0 && kb.localID != "" && certIDs[j] == kb.localID:
+				cur = j
+				if ie.Chain != nil {
+					ie.OtherChains = append([][]*x509.Certificate{ie.Chain}, ie.OtherChains...)
+				}
+				ie.Chain = chain
+			case ie.Chain == nil:
+				ie.Chain = chain
+			default:
+				ie.OtherChains = append(ie.OtherChains, chain)
+			}
+		}
+		out = append(out, ie)
 	}
 	return out, nil
 }
 
-// buildChain finds key's certificate among certs and follows issuers.
-func buildChain(key *rsa.PrivateKey, certs []*x509.Certificate) []*x509.Certificate {
-	var chain []*x509.Certificate
-	for _, c := range certs {
-		if key.PublicKey.Equal(c.PublicKey) {
-			chain = append(chain, c)
-			break
-		}
-	}
-	for len(chain) > 0 && len(chain) < 10 {
+// buildChain follows issuers from leaf among certs.
+func buildChain(leaf *x509.Certificate, certs []*x509.Certificate) []*x509.Certificate {
+	chain := []*x509.Certificate{leaf}
+	for len(chain) < 10 {
 		last := chain[len(chain)-1]
 		if bytes.Equal(last.RawIssuer, last.RawSubject) {
 			break
