@@ -198,6 +198,9 @@ func TestExportPKCS12(t *testing.T) {
 		t.Fatalf("read back: %s, %d entries, %v", kind, len(got), err)
 	}
 	g := got[0]
+	if g.Alias != "" {
+		t.Errorf("alias %q read back; the PKCS#12 key has no name, so want \"\"", g.Alias)
+	}
 	if !g.Key.Equal(self.Key) || len(g.Chain) != 2 || !g.Chain[0].Equal(signed.Cert) || !g.Chain[1].Equal(ca.Cert) ||
 		len(g.OtherChains) != 1 || !g.OtherChains[0][0].Equal(self.Cert) {
 		t.Errorf("read back: chain %d, other chains %d", len(g.Chain), len(g.OtherChains))

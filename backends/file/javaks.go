@@ -27,9 +27,15 @@ const (
 // ReadJavaKeystore reads every RSA private-key entry of a Java keystore, JKS
 // or PKCS#12 (told apart by content, not file name), as keytool makes them
 // (Java 17 writes PKCS#12 with PBES2/AES-256 and an HMAC-SHA-256 MAC). Each
-// entry keeps its alias and certificate chain. Entries are returned sorted
-// by alias; the caller sets Source. Trusted-certificate entries are
-// skipped. A wrong password gives an error wrapping ErrJavaPassword.
+// entry keeps its alias and certificate chain; a PKCS#12 key without a
+// name (no friendlyName attribute, as "openssl pkcs12 -export" without
+// -name and [Keystore.ExportPKCS12] write) has Alias "", for the caller to
+// name (keytool lists such entries as "1", "2", ...). Every certificate of
+// a key in a PKCS#12 file is kept: the one sharing the key's local key id
+// is the current one (Chain), the others go to OtherChains. Entries are
+// returned sorted by alias; the caller sets Source. Trusted-certificate
+// entries are skipped. A wrong password gives an error wrapping
+// ErrJavaPassword.
 func ReadJavaKeystore(data, password []byte) (kind string, entries []ImportEntry, err error) {
 	switch {
 	case len(data) >= 4 && binary.BigEndian.Uint32(data) == 0xFEEDFEED:
@@ -117,7 +123,7 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 		if !ok {
 			return nil, nil
 		}
-		return []ImportEntry{{Alias: "1", Key: rk, Chain: append([]*x509.Certificate{leaf}, cas...)}}, nil
+		return []ImportEntry{{Key: rk, Chain: append([]*x509.Certificate{leaf}, cas...)}}, nil
 	}
 	type keyBag struct {
 		alias, localID string
@@ -146,12 +152,8 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 		}
 	}
 	var out []ImportEntry
-	for i, kb := range keys {
-		alias := kb.alias
-		if alias == "" {
-			alias = fmt.Sprint(i + 1)
-		}
-		ie := ImportEntry{Alias: alias, Key: kb.key}
+	for _, kb := range keys {
+		ie := ImportEntry{Alias: kb.alias, Key: kb.key}
 		// Every certificate of the key is kept (envelopd keystore export
 		// writes all of them); the current one is the certificate that
 		// shares the key's local key id, else the first.
