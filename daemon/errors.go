@@ -60,6 +60,9 @@ func classify(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	if ae := classifyStorage(err); ae != nil {
+		return ae
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &apiError{status: http.StatusRequestEntityTooLarge, code: "too_large", message: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), err: err}

@@ -22,6 +22,7 @@ import (
 	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/pki"
+	"github.com/envelopd/envelopd/storage"
 )
 
 // generation is everything built from one configuration: open backends,
@@ -40,6 +41,8 @@ type generation struct {
 
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
+
+	stores map[string]storage.Store // recording storage by name (playback)
 
 	stopHealth context.CancelFunc
 	streamSem  chan struct{} // bounds concurrent streams (limits.max_streams)
@@ -234,6 +237,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			rt.index(k)
 		}
 		rt.tenants[tc.Name] = t
+	}
+	if rt.stores, err = openStores(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Server.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
@@ -491,6 +497,7 @@ func (rt *generation) shutdown() {
 }
 
 func (rt *generation) closeBackends() {
+	closeStores(rt.stores)
 	for _, bs := range rt.backends {
 		if err := bs.b.Close(); err != nil {
 			rt.log.Warn("closing backend", "backend", bs.name, "error", err)

@@ -55,6 +55,8 @@ type Server struct {
 	addrs    []net.Addr
 
 	inflight sync.WaitGroup
+
+	play playback // playback sessions and their key cache
 }
 
 // New loads the configuration, opens the audit log and the backends, and
