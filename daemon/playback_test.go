@@ -608,13 +608,13 @@ func TestParseRange(t *testing.T) {
 		{"bytes=500-5000", "", 500, 500, true, false},
 		{"bytes=1000-", "", 0, 0, false, true},
 		{"bytes=-0", "", 0, 0, false, true},
-		{"bytes=5-1", "", 0, size, false, false},        // invalid: ignored
-		{"bytes=0-1,5-6", "", 0, size, false, false},    // several ranges: the whole body
-		{"items=0-1", "", 0, size, false, false},        // another unit: ignored
-		{"bytes=+1-2", "", 0, size, false, false},       // not digits
-		{"bytes=0-99", `"e"`, 0, 100, true, false},      // If-Range matches
-		{"bytes=0-99", `"x"`, 0, size, false, false},    // If-Range does not match
-		{"bytes=0-99", `W/"e"`, 0, size, false, false},  // weak: never matches
+		{"bytes=5-1", "", 0, size, false, false},       // invalid: ignored
+		{"bytes=0-1,5-6", "", 0, size, false, false},   // several ranges: the whole body
+		{"items=0-1", "", 0, size, false, false},       // another unit: ignored
+		{"bytes=+1-2", "", 0, size, false, false},      // not digits
+		{"bytes=0-99", `"e"`, 0, 100, true, false},     // If-Range matches
+		{"bytes=0-99", `"x"`, 0, size, false, false},   // If-Range does not match
+		{"bytes=0-99", `W/"e"`, 0, size, false, false}, // weak: never matches
 		{"bytes=0-99", "Sat, 28 Nov 2026 10:00:00 GMT", 0, size, false, false},
 	} {
 		r, _ := http.NewRequest("GET", "/", nil)
