@@ -333,14 +333,13 @@ func (s *Server) handlePlay(c *call) error {
 	}
 	c.startStream()
 	c.w.WriteHeader(status)
+	out := meteredWriter{c.w, s}
 	written := int64(first)
-	if _, err := c.w.Write(buf[:first]); err != nil {
-		s.metrics.AddBytes("playback", "out", c.w.n)
+	if _, err := out.Write(buf[:first]); err != nil {
 		return &abortError{err}
 	}
-	m, err := io.CopyBuffer(c.w, pt, buf)
+	m, err := io.CopyBuffer(out, pt, buf)
 	written += m
-	s.metrics.AddBytes("playback", "out", c.w.n)
 	if err == nil && written < n {
 		err = io.ErrUnexpectedEOF
 	}
@@ -352,6 +351,19 @@ func (s *Server) handlePlay(c *call) error {
 		return &abortError{err}
 	}
 	return nil
+}
+
+// meteredWriter counts playback bytes as they are sent, so that the
+// metric shows what a player has fetched while it still streams.
+type meteredWriter struct {
+	w io.Writer
+	s *Server
+}
+
+func (m meteredWriter) Write(p []byte) (int, error) {
+	n, err := m.w.Write(p)
+	m.s.metrics.AddBytes("playback", "out", int64(n))
+	return n, err
 }
 
 // startStream makes every further write wait at most idle_timeout for the
