@@ -40,7 +40,7 @@ type playEnv struct {
 // server), u (a tenant the client may not use) and v (storage with a wrong
 // password), a TCP listener, and client "me" (this uid) allowed
 // datakey, encrypt and decrypt on t and v.
-func startPlayback(t *testing.T, playbackTOML string) *playEnv {
+func startPlayback(t testing.TB, playbackTOML string) *playEnv {
 	t.Helper()
 	dav := webdavtest.Start(t, nil)
 	dir, err := os.MkdirTemp("", "envd-pb")
@@ -160,12 +160,12 @@ allow = [%s]
 }
 
 // do sends a request on the socket (the client "me").
-func (e *playEnv) do(t *testing.T, method, path string, body []byte, hdr ...string) *http.Response {
+func (e *playEnv) do(t testing.TB, method, path string, body []byte, hdr ...string) *http.Response {
 	t.Helper()
 	return doReq(t, e.client, method, "http://envelopd"+path, body, hdr...)
 }
 
-func doReq(t *testing.T, c *http.Client, method, url string, body []byte, hdr ...string) *http.Response {
+func doReq(t testing.TB, c *http.Client, method, url string, body []byte, hdr ...string) *http.Response {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -185,7 +185,7 @@ func doReq(t *testing.T, c *http.Client, method, url string, body []byte, hdr ..
 	return resp
 }
 
-func readBody(t *testing.T, resp *http.Response) []byte {
+func readBody(t testing.TB, resp *http.Response) []byte {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
