@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/envelopd/envelopd/internal/gcmstream"
@@ -430,4 +431,50 @@ func (l *lineBreaker) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return total, nil
+}
+
+// HeaderOnly returns this envelope without its content: a header-only
+// EnvelopedData in DER with the same recipients, cipher and IV, which is
+// what recorders store and what a daemon's /v1/unwrap and /rewrap take.
+// Fields that follow the content (unprotectedAttrs) are left out unless
+// already read. Only CBC: an AuthEnvelopedData cannot be split from its
+// tag. It does not consume the Reader.
+func (r *Reader) HeaderOnly() ([]byte, error) {
+	if r.hdr.Authenticated {
+		return nil, unsupported("header-only envelope with %v (only CBC ciphers)", r.hdr.Cipher)
+	}
+	var after []byte
+	if r.content == nil {
+		after = r.raw.after
+	}
+	ris := r.raw.ris.raw
+	eci := append(derHdr(idSequence, int64(len(r.raw.eciFields))), r.raw.eciFields...)
+	edBody := slices.Concat(r.raw.version, r.raw.originator, ris, eci, after)
+	ed := append(derHdr(idSequence, int64(len(edBody))), edBody...)
+	ex := append(derHdr(idExplicit0, int64(len(ed))), ed...)
+	ciBody := slices.Concat((&layout{}).contentType(), ex)
+	return append(derHdr(idSequence, int64(len(ciBody))), ciBody...), nil
+}
+
+// DecryptKey is Decrypt with a data key already unwrapped (by UnwrapKey, or
+// by a daemon's /v1/unwrap) instead of a KeyResolver. The key's cipher and
+// IV must be the envelope's.
+func (r *Reader) DecryptKey(dk *DataKey) (io.ReadCloser, error) {
+	if err := dk.check(); err != nil {
+		return nil, err
+	}
+	if dk.Cipher != r.hdr.Cipher || !bytes.Equal(dk.IV, r.hdr.IV) {
+		return nil, fmt.Errorf("envelope: the data key is for %v with another IV, not this envelope's %v", dk.Cipher, r.hdr.Cipher)
+	}
+	if !r.hdr.ContentPresent {
+		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use DecryptContent)")
+	}
+	if r.used {
+		return nil, errUsed
+	}
+	r.used = true
+	if r.hdr.Authenticated {
+		return r.decryptGCM(dk)
+	}
+	return newCBCReader(r.content, dk)
 }

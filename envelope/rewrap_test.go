@@ -382,3 +382,61 @@ func TestRewrapConstantMemory(t *testing.T) {
 }
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestHeaderOnlyAndDecryptKey: HeaderOnly gives the header of a complete
+// envelope in any form; a key unwrapped from it decrypts the complete one.
+func TestHeaderOnlyAndDecryptKey(t *testing.T) {
+	alice := cert(t, "alice")
+	dir := t.TempDir()
+	aliceCert, _ := alice.WriteFiles(t, dir, "alice")
+	pt := payload(33_333)
+	in := tmp(t, "pt", pt)
+	for name, env := range map[string][]byte{
+		"ours-der":   encrypt(t, pt, []envelope.Recipient{{Certificate: alice.Cert}}, &envelope.Options{Length: int64(len(pt))}),
+		"ours-ber":   encrypt(t, pt, []envelope.Recipient{{Certificate: alice.Cert, UseKeyID: true}}, nil),
+		"smime-pem":  openssl(t, nil, "smime", "-encrypt", "-binary", "-aes256", "-outform", "PEM", "-in", in, aliceCert),
+		"cms-stream": openssl(t, nil, "cms", "-encrypt", "-binary", "-aes128", "-stream", "-outform", "DER", "-in", in, aliceCert),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := envelope.NewReader(bytes.NewReader(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ho, err := r.HeaderOnly()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := envelope.ParseHeader(ho)
+			if err != nil || h.ContentPresent || h.Encoding != "DER" || h.Cipher != r.Header().Cipher || !bytes.Equal(h.IV, r.Header().IV) || len(h.Recipients) != len(r.Header().Recipients) {
+				t.Fatalf("HeaderOnly: %+v, %v", h, err)
+			}
+			hr, _ := envelope.NewReader(bytes.NewReader(ho))
+			dk, err := hr.UnwrapKey(ids(alice))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := r.DecryptKey(dk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(p)
+			if err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("DecryptKey: %v", err)
+			}
+			if _, err := r.DecryptKey(dk); err == nil {
+				t.Fatal("a second DecryptKey was accepted")
+			}
+			bad := *dk
+			bad.IV = make([]byte, 16)
+			r2, _ := envelope.NewReader(bytes.NewReader(env))
+			if _, err := r2.DecryptKey(&bad); err == nil {
+				t.Fatal("a key with another IV was accepted")
+			}
+		})
+	}
+	gcm := encrypt(t, pt, []envelope.Recipient{{Certificate: alice.Cert}}, &envelope.Options{Cipher: envelope.AES256GCM, Length: -1})
+	r, _ := envelope.NewReader(bytes.NewReader(gcm))
+	if _, err := r.HeaderOnly(); !errors.Is(err, envelope.ErrUnsupported) {
+		t.Fatalf("GCM HeaderOnly: %v", err)
+	}
+}
