@@ -20,6 +20,16 @@
 // DataKey (NewDataKey); Splice joins a header and a ciphertext into one
 // complete envelope that openssl smime -decrypt -binary -inform DER opens.
 //
+// # Re-wrapping
+//
+// Rewrap (and Reader.Rewrap, given a data key) writes an envelope again with
+// its data key wrapped to new recipients, in place of the old ones or next
+// to them, without decrypting the content: it is copied as it is, streaming,
+// and the output keeps the input's form (DER with recomputed lengths, BER,
+// PEM, header-only). Reader.ReplaceRecipients takes the new RecipientInfos
+// from a header-only envelope wrapped elsewhere (a daemon's rewrap).
+// ContentCheck checks a data key against a separate ciphertext.
+//
 // # Reading
 //
 // NewReader accepts DER, BER (indefinite lengths, chunked and nested
