@@ -8,8 +8,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/envelopd/envelopd/backends/file"
