@@ -353,7 +353,7 @@ func decodePayload(pt []byte, cur map[string]*entry) (map[string]*entry, error) 
 				return nil, corrupt("entry %q: other chain %d: %v", se.Alias, i+1, err)
 			}
 			if !e.key.PublicKey.Equal(chain[0].PublicKey) {
-				return nil, corrupt("entry %q: other chain %d: the leaf certificate is not one of the entry's key", se.Alias, i+1)
+				return nil, corrupt("entry %q: other chain %d: the leaf is not a certificate of the entry's key", se.Alias, i+1)
 			}
 			e.chains = append(e.chains, chain)
 		}
