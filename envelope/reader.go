@@ -31,17 +31,44 @@ type Reader struct {
 	mac     []byte         // GCM tag, known after the content
 	aad     []byte         // DER of authAttrs (SET) if present
 	used    bool
+	// parts, when set, collects the raw elements of the EnvelopedData as
+	// they are parsed (for Splice), so that splicing accepts exactly what
+	// the reader accepts, under the same per-element budgets.
+	parts *headerParts
 }
 
 var top = frame{what: "input", end: -1}
+
+// partsOf returns where keep records raw elements (a scratch value when
+// nothing is recorded).
+func (r *Reader) partsOf() *headerParts {
+	if r.parts == nil {
+		return &headerParts{}
+	}
+	return r.parts
+}
+
+// keep appends the raw encoding of t to *dst when the reader records the
+// EnvelopedData's elements.
+func (r *Reader) keep(dst *[]byte, t *tlv) {
+	if r.parts != nil {
+		*dst = append(*dst, t.raw...)
+	}
+}
 
 // NewReader reads src up to the start of the encrypted content (or, for a
 // header-only envelope, to its end). It detects PEM ("PKCS7" or "CMS"),
 // DER and BER. Errors wrap ErrMalformed, ErrTruncated or ErrUnsupported
 // (naming the algorithm or content type).
 func NewReader(src io.Reader) (*Reader, error) {
+	return newReader(src, nil)
+}
+
+// newReader is NewReader; parts, if not nil, receives the raw elements of
+// the EnvelopedData.
+func newReader(src io.Reader, parts *headerParts) (*Reader, error) {
 	br := bufio.NewReaderSize(src, 64<<10)
-	r := &Reader{hdr: Header{Encoding: "DER", ContentLength: -1}}
+	r := &Reader{hdr: Header{Encoding: "DER", ContentLength: -1}, parts: parts}
 	pemInput, err := sniffPEM(br)
 	if err != nil {
 		return nil, err
@@ -197,26 +224,6 @@ func (b *b64Errors) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// unPEM returns the DER/BER bytes of an in-memory envelope. It decodes PEM
-// with the streaming decoder NewReader uses, so that the two accept the
-// same inputs.
-func unPEM(b []byte) ([]byte, error) {
-	br := bufio.NewReader(bytes.NewReader(b))
-	pemInput, err := sniffPEM(br)
-	if err != nil || !pemInput {
-		return b, err
-	}
-	body, err := pemDecoder(br)
-	if err != nil {
-		return nil, err
-	}
-	der, err := io.ReadAll(body)
-	if err != nil {
-		return nil, eofToTrunc(err)
-	}
-	return der, nil
-}
-
 func (r *Reader) parseHeader() error {
 	s := r.s
 	var err error
@@ -254,14 +261,17 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseSmallInt(&t); err != nil {
 		return fmt.Errorf("%s version: %w", what, err)
 	}
+	r.keep(&r.partsOf().beforeECI, &t)
 	if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 		return err
 	}
 	if t.is(classContext, 0) { // originatorInfo: certificates we do not need
+		r.keep(&r.partsOf().beforeECI, &t)
 		if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 			return err
 		}
 	}
+	r.keep(&r.partsOf().beforeECI, &t)
 	var skipped int
 	if r.hdr.Recipients, skipped, err = parseRecipientInfos(&t); err != nil {
 		return err
@@ -281,9 +291,11 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseOID(&t); err != nil {
 		return err
 	}
+	r.keep(&r.partsOf().eciFields, &t)
 	if t, err = s.readElem(r.eci, "contentEncryptionAlgorithm"); err != nil {
 		return err
 	}
+	r.keep(&r.partsOf().eciFields, &t)
 	if r.hdr.Cipher, r.hdr.IV, err = parseContentAlg(&t, r.hdr.Authenticated); err != nil {
 		return err
 	}
@@ -373,8 +385,14 @@ func (r *Reader) finish() error {
 		if _, err := opt(2, "unauthAttrs"); err != nil {
 			return err
 		}
-	} else if _, err := opt(1, "unprotectedAttrs"); err != nil {
-		return err
+	} else {
+		t, err := opt(1, "unprotectedAttrs")
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			r.keep(&r.partsOf().afterECI, t)
+		}
 	}
 	if err := s.close(r.ed); err != nil {
 		return err
