@@ -434,12 +434,15 @@ func ParseHeader(b []byte) (*Header, error) {
 // usually yields a random data key and only the content reveals it. Errors
 // of kr or of the key that are not decryption failures (backend
 // unavailable, cancelled) are returned wrapped.
-func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
+func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) { return unwrapKey(&r.hdr, kr) }
+
+// unwrapKey is UnwrapKey for the recipients of hdr.
+func unwrapKey(hdr *Header, kr KeyResolver) (*DataKey, error) {
 	if kr == nil {
 		return nil, ErrNoRecipient
 	}
-	for i := range r.hdr.Recipients {
-		ri := r.hdr.Recipients[i]
+	for i := range hdr.Recipients {
+		ri := hdr.Recipients[i]
 		dec, err := kr.ResolveRecipient(&ri)
 		if errors.Is(err, ErrNoRecipient) {
 			continue
@@ -448,9 +451,9 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 			return nil, err
 		}
 		if ri.Transport == 0 {
-			return nil, unsupported("%s", r.hdr.Recipients[i].Unsupported)
+			return nil, unsupported("%s", hdr.Recipients[i].Unsupported)
 		}
-		n := r.hdr.Cipher.KeySize()
+		n := hdr.Cipher.KeySize()
 		var key []byte
 		if ri.Transport == RSAPKCS1v15 {
 			key, err = dec.Decrypt(rand.Reader, ri.EncryptedKey, &rsa.PKCS1v15DecryptOptions{SessionKeyLen: n})
@@ -467,7 +470,7 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 		if len(key) != n {
 			return nil, ErrDecrypt
 		}
-		return &DataKey{Cipher: r.hdr.Cipher, Key: key, IV: bytes.Clone(r.hdr.IV)}, nil
+		return &DataKey{Cipher: hdr.Cipher, Key: key, IV: bytes.Clone(hdr.IV)}, nil
 	}
 	return nil, ErrNoRecipient
 }
