@@ -113,4 +113,3 @@ func (k *probeKey) Decrypt(ctx context.Context, ct []byte, o backends.DecryptOpt
 }
 
 var errProbeDown = &backends.Error{Backend: "probe", Op: "decrypt", Err: backends.ErrUnavailable}
-
