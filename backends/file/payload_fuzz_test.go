@@ -28,10 +28,10 @@ func payloadSeeds(t testing.TB) [][]byte {
 	for _, m := range []map[string]*entry{
 		{},
 		{"bare": {alias: "bare", key: c.Key, created: now, source: "generated", state: StateActive}},
-		{"rec 2025": {alias: "rec 2025", key: c.Key, chain: []*x509.Certificate{c.Cert}, created: now, source: "imported from PEM", state: StateActive},
+		{"rec 2025": {alias: "rec 2025", key: c.Key, chains: [][]*x509.Certificate{{c.Cert}}, created: now, source: "imported from PEM", state: StateActive},
 			"old": {alias: "old", key: c.Key, created: now, state: StateRetired, stateChanged: now.Add(time.Hour)}},
 	} {
-		p, err := encodePayload(m)
+		p, _, err := encodePayload(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func FuzzPayload(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed, err := seal(d, payload)
+		sealed, err := seal(d, formatV2, payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func FuzzPayload(f *testing.F) {
 			}
 			return
 		}
-		enc, err := encodePayload(entries)
+		enc, _, err := encodePayload(entries)
 		if err != nil {
 			t.Fatalf("decoded entries do not encode: %v", err)
 		}
@@ -192,12 +192,17 @@ func FuzzPayload(f *testing.F) {
 		for alias, e := range entries {
 			a := again[alias]
 			if a == nil || !a.key.Equal(e.key) || a.state != e.state || a.source != e.source ||
-				!a.created.Equal(e.created) || !a.stateChanged.Equal(e.stateChanged) || len(a.chain) != len(e.chain) {
+				!a.created.Equal(e.created) || !a.stateChanged.Equal(e.stateChanged) || len(a.chains) != len(e.chains) {
 				t.Fatalf("entry %q differs after a round trip", alias)
 			}
-			for i := range e.chain {
-				if !bytes.Equal(a.chain[i].Raw, e.chain[i].Raw) {
-					t.Fatalf("entry %q: certificate %d differs", alias, i)
+			for i := range e.chains {
+				if len(a.chains[i]) != len(e.chains[i]) {
+					t.Fatalf("entry %q: chain %d differs in length", alias, i)
+				}
+				for j := range e.chains[i] {
+					if !bytes.Equal(a.chains[i][j].Raw, e.chains[i][j].Raw) {
+						t.Fatalf("entry %q: chain %d certificate %d differs", alias, i, j)
+					}
 				}
 			}
 		}
