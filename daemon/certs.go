@@ -229,7 +229,7 @@ func (s *Server) handleCertUpload(c *call) error {
 	if opErr != nil {
 		return opErr
 	}
-	nrt := s.acquireRuntime()
+	nrt := s.acquireGeneration()
 	defer nrt.release()
 	for _, k := range nrt.tenants[t.name].keys {
 		if k.id == req.ID {
@@ -240,7 +240,7 @@ func (s *Server) handleCertUpload(c *call) error {
 }
 
 // applyUpload imports the private key (if any) and stores the upload in
-// data_dir, rebuilding the runtime.
+// data_dir, rebuilding the generation.
 func (s *Server) applyUpload(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, ref string, padding backends.Padding) error {
 	leaf := chain[0]
 	if req.PrivateKey != "" {
@@ -284,7 +284,7 @@ func (s *Server) applyUpload(c *call, t *tenant, req *uploadRequest, chain []*x5
 	return s.changeUploads(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) })
 }
 
-// changeUploads applies a change to data_dir and rebuilds the runtime; if
+// changeUploads applies a change to data_dir and rebuilds the generation; if
 // the rebuild fails the change is undone and the error returned (a key that
 // does not match its backend, say).
 func (s *Server) changeUploads(c *call, do func(dataDir string) error, undo func(dataDir string)) error {

@@ -53,7 +53,7 @@
 //
 // # Reload and shutdown
 //
-// Reload (SIGHUP) builds a complete new runtime (configuration, backends,
+// Reload (SIGHUP) builds a complete new generation (configuration, backends,
 // certificates, uploads) and swaps it in atomically; requests in flight
 // finish with the old one, whose backends close when its last request ends.
 // A failed reload keeps the old configuration. Listener addresses change

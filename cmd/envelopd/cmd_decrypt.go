@@ -79,13 +79,14 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	}
 
 	var kr envelope.KeyResolver
+	var ksKeys *keystoreKeys // for keystore-mode hints
 	if *keystore != "" {
 		r, release, err := keystoreResolver(ctx, env, *keystore, *pass)
 		if err != nil {
 			return err
 		}
 		defer release()
-		kr = r
+		kr, ksKeys = r, r
 	} else {
 		r, err := loadKeyResolver(keys, certs, *pass)
 		if err != nil {
@@ -129,6 +130,9 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 		plain, err = r.Decrypt(kr)
 	}
 	if err != nil {
+		if ksKeys != nil && errors.Is(err, envelope.ErrNoRecipient) {
+			return ksKeys.noRecipient(r.Header())
+		}
 		return describeDecryptErr(err, r.Header())
 	}
 	defer plain.Close()

@@ -18,6 +18,7 @@ command -v openssl >/dev/null || pkgs+=(openssl)
 command -v keytool >/dev/null || pkgs+=(openjdk-17-jdk-headless)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
+command -v rclone >/dev/null || pkgs+=(rclone)
 if ((${#pkgs[@]})); then
 	sudo=()
 	[[ $(id -u) -ne 0 ]] && sudo=(sudo)

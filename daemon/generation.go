@@ -24,12 +24,12 @@ import (
 	"github.com/envelopd/envelopd/internal/pki"
 )
 
-// runtime is everything built from one configuration: open backends,
+// generation is everything built from one configuration: open backends,
 // resolved tenant keys, the recipient index, TLS material. It is immutable
 // once built; a reload builds a new one and swaps it in. Requests hold a
-// reference (acquire/release) so that a runtime replaced by a reload closes
+// reference (acquire/release) so that a generation replaced by a reload closes
 // its backends only when its last request is done.
-type runtime struct {
+type generation struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	backends map[string]*backendState
@@ -98,7 +98,7 @@ func (k *tenantKey) cert() *x509.Certificate {
 }
 
 // getKey returns the backend key, resolving it now if the backend was
-// unavailable when the runtime was built.
+// unavailable when the generation was built.
 func (k *tenantKey) getKey(ctx context.Context, timeout time.Duration) (backends.Key, error) {
 	if k.backend == nil {
 		return nil, newAPIError(409, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
@@ -160,10 +160,10 @@ type keySpec struct {
 	useKeyID bool
 }
 
-// buildRuntime opens the backends of cfg and resolves every tenant key. On
+// buildGeneration opens the backends of cfg and resolves every tenant key. On
 // error everything opened so far is closed again.
-func buildRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *runtime, err error) {
-	rt = &runtime{
+func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *generation, err error) {
+	rt = &generation{
 		cfg:            cfg,
 		log:            log,
 		backends:       map[string]*backendState{},
@@ -255,7 +255,7 @@ func buildRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt
 	return rt, nil
 }
 
-func (rt *runtime) resolveKey(ctx context.Context, tenantName string, s keySpec, timeout time.Duration) (*tenantKey, error) {
+func (rt *generation) resolveKey(ctx context.Context, tenantName string, s keySpec, timeout time.Duration) (*tenantKey, error) {
 	k := &tenantKey{tenant: tenantName, id: s.id, source: s.source, ref: s.ref, padding: s.padding, state: s.state, useKeyID: s.useKeyID, chain: s.chain}
 	if k.padding == 0 {
 		k.padding = backends.PKCS1v15
@@ -334,7 +334,7 @@ func issuerSerialKey(issuerDER []byte, serial fmt.Stringer) string {
 	return string(issuerDER) + "\x00" + serial.String()
 }
 
-func (rt *runtime) index(k *tenantKey) {
+func (rt *generation) index(k *tenantKey) {
 	if c := k.cert(); c != nil {
 		is := issuerSerialKey(c.RawIssuer, c.SerialNumber)
 		rt.byIssuerSerial[is] = append(rt.byIssuerSerial[is], k)
@@ -355,7 +355,7 @@ func (rt *runtime) index(k *tenantKey) {
 // encryptKeys returns the recipients for new envelopes of tenant t: every
 // active key whose certificate passes the encryption policy now. A tenant
 // with none gives a *pki.PolicyError (422) or a 409.
-func (rt *runtime) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey, error) {
+func (rt *generation) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey, error) {
 	var recips []envelope.Recipient
 	var keys []*tenantKey
 	var firstErr error
@@ -388,7 +388,7 @@ func (rt *runtime) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey, e
 // among the keys of the tenants the caller may use. It remembers the key it
 // handed out, for the audit line.
 type resolver struct {
-	rt      *runtime
+	rt      *generation
 	ctx     context.Context
 	allowed func(tenant string) bool
 	timeout time.Duration
@@ -443,10 +443,10 @@ func (o *observedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.Decr
 	return pt, err
 }
 
-func (rt *runtime) streams() chan struct{} { return rt.streamSem }
+func (rt *generation) streams() chan struct{} { return rt.streamSem }
 
-// acquire takes a reference; false if the runtime is already closed.
-func (rt *runtime) acquire() bool {
+// acquire takes a reference; false if the generation is already closed.
+func (rt *generation) acquire() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.closed {
@@ -456,7 +456,7 @@ func (rt *runtime) acquire() bool {
 	return true
 }
 
-func (rt *runtime) release() {
+func (rt *generation) release() {
 	rt.mu.Lock()
 	rt.refs--
 	done := rt.refs == 0 && rt.retired && !rt.closed
@@ -469,8 +469,8 @@ func (rt *runtime) release() {
 	}
 }
 
-// retire marks the runtime replaced; it closes when its last request ends.
-func (rt *runtime) retire() {
+// retire marks the generation replaced; it closes when its last request ends.
+func (rt *generation) retire() {
 	rt.mu.Lock()
 	rt.retired = true
 	done := rt.refs == 0 && !rt.closed
@@ -483,14 +483,14 @@ func (rt *runtime) retire() {
 	}
 }
 
-func (rt *runtime) shutdown() {
+func (rt *generation) shutdown() {
 	if rt.stopHealth != nil {
 		rt.stopHealth()
 	}
 	rt.closeBackends()
 }
 
-func (rt *runtime) closeBackends() {
+func (rt *generation) closeBackends() {
 	for _, bs := range rt.backends {
 		if err := bs.b.Close(); err != nil {
 			rt.log.Warn("closing backend", "backend", bs.name, "error", err)
@@ -525,7 +525,7 @@ func fingerprint(c *x509.Certificate) string {
 
 // healthLoop checks every backend periodically (for metrics and logs) until
 // ctx ends.
-func (rt *runtime) healthLoop(ctx context.Context, every time.Duration, setUp func(name string, up bool)) {
+func (rt *generation) healthLoop(ctx context.Context, every time.Duration, setUp func(name string, up bool)) {
 	var mu sync.Mutex
 	last := map[string]bool{}
 	run := func() {
