@@ -139,6 +139,9 @@ func runRewrap(ctx context.Context, env *cliEnv, args []string) error {
 		clear(dk.Key)
 	}
 	if err != nil {
+		if keys.ks != nil && errors.Is(err, envelope.ErrNoRecipient) {
+			return keys.ks.noRecipient(r.Header())
+		}
 		return describeRewrapErr(err, r.Header())
 	}
 	return dst.commit()

@@ -77,10 +77,10 @@ func (k *keyFlags) check(cmd string) error {
 // keyOpener opens data keys with local keys or through a daemon. It
 // implements recording.KeyOpener and is safe for concurrent use.
 type keyOpener struct {
-	kr       envelope.KeyResolver // local keys; nil with a daemon
-	daemon   *daemonClient
-	keystore bool
-	release  func()
+	kr      envelope.KeyResolver // local keys; nil with a daemon
+	daemon  *daemonClient
+	ks      *keystoreKeys // with -keystore, for its hints
+	release func()
 }
 
 var _ recording.KeyOpener = (*keyOpener)(nil)
@@ -95,7 +95,7 @@ func (k *keyFlags) open(ctx context.Context, env *cliEnv) (*keyOpener, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &keyOpener{kr: r, keystore: true, release: release}, nil
+		return &keyOpener{kr: r, ks: r, release: release}, nil
 	}
 	r, err := loadKeyResolver(k.keys, k.certs, k.pass)
 	if err != nil {
@@ -121,6 +121,9 @@ func (o *keyOpener) DataKey(ctx context.Context, r *envelope.Reader) (*envelope.
 
 // describe turns an error of opening an envelope into a CLI message.
 func (o *keyOpener) describe(err error, h *envelope.Header) error {
+	if o.ks != nil && errors.Is(err, envelope.ErrNoRecipient) {
+		return o.ks.noRecipient(h)
+	}
 	return describeDecryptErr(err, h)
 }
 
