@@ -38,4 +38,3 @@ func TestQuietAndNonTerminal(t *testing.T) {
 		t.Fatal("IsTerminal on a buffer or file")
 	}
 }
-
