@@ -234,3 +234,47 @@ func TestExportPKCS12(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+// FuzzDecodePayload: the payload parser (behind the GCM tag in a real
+// file) never panics, and what it accepts encodes back to a payload that
+// decodes to the same entries (with every other chain a certificate of its
+// entry's key).
+func FuzzDecodePayload(f *testing.F) {
+	self := testenv.NewCert(f, "fuzz-payload", nil)
+	ca := testenv.NewCert(f, "fuzz-payload CA", &testenv.CertOptions{IsCA: true})
+	renewed := testenv.NewCert(f, "fuzz-payload renewed", &testenv.CertOptions{Key: self.Key, Issuer: ca})
+	for _, chains := range [][][]*x509.Certificate{nil, {{self.Cert}}, {{renewed.Cert, ca.Cert}, {self.Cert}}} {
+		pt, _, err := encodePayload(map[string]*entry{"a": {alias: "a", key: self.Key, chains: chains, state: StateActive}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(pt)
+	}
+	f.Add([]byte(`{"entries":[{"alias":"a","key":"","chain":[],"other_chains":[[]]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := decodePayload(data, nil)
+		if err != nil {
+			return
+		}
+		for a, e := range m {
+			for i, c := range e.chains {
+				if len(c) == 0 || i > 0 && !e.key.PublicKey.Equal(c[0].PublicKey) {
+					t.Fatalf("entry %q: chain %d accepted: %d certificates", a, i, len(c))
+				}
+			}
+		}
+		pt, _, err := encodePayload(m)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		m2, err := decodePayload(pt, nil)
+		if err != nil || len(m2) != len(m) {
+			t.Fatalf("re-decode: %d entries, %v", len(m2), err)
+		}
+		for a, e := range m {
+			if !chainsEqual(e.chains, m2[a].chains) {
+				t.Fatalf("entry %q: chains differ after a round trip", a)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"encoding/binary"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -445,6 +446,23 @@ func FuzzOpen(f *testing.F) {
 	seed, _ := os.ReadFile(path)
 	f.Add(seed)
 	f.Add([]byte(magic))
+	// A version 2 file: an entry with two certificate chains.
+	path2 := filepath.Join(dir, "seed2")
+	ks2, err := Create(context.Background(), path2, []byte("pw"), testKDF)
+	if err != nil {
+		f.Fatal(err)
+	}
+	self := testenv.NewCert(f, "fuzz", nil)
+	other := testenv.NewCert(f, "fuzz renewed", &testenv.CertOptions{Key: self.Key})
+	if _, err := ks2.Import(context.Background(), ImportEntry{Alias: "a", Key: self.Key, Chain: []*x509.Certificate{self.Cert}, OtherChains: [][]*x509.Certificate{{other.Cert}}}); err != nil {
+		f.Fatal(err)
+	}
+	ks2.Close()
+	seed2, _ := os.ReadFile(path2)
+	if binary.BigEndian.Uint16(seed2[8:]) != formatV2 {
+		f.Fatal("seed2 is not format version 2")
+	}
+	f.Add(seed2)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := filepath.Join(t.TempDir(), "ks")
 		os.WriteFile(p, data, 0o600)
