@@ -2,10 +2,10 @@ package file
 
 import (
 	"context"
-	"encoding/binary"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
