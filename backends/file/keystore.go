@@ -325,6 +325,13 @@ func decodePayload(pt []byte, cur map[string]*entry) (map[string]*entry, error) 
 			return nil, corrupt("alias %q appears twice", se.Alias)
 		}
 		e := &entry{alias: se.Alias, keySum: sha256.Sum256(se.Key), created: se.Created, source: se.Source, state: se.State, stateChanged: se.StateChanged}
+		// Times are stored in UTC; one that is not representable in UTC
+		// (year 0 with a positive offset) could never be written back.
+		for _, tm := range []time.Time{se.Created, se.StateChanged} {
+			if y := tm.UTC().Year(); y < 0 || y > 9999 {
+				return nil, corrupt("entry %q: time %s out of range", se.Alias, tm.Format(time.RFC3339))
+			}
+		}
 		if old, ok := cur[se.Alias]; ok && old.keySum == e.keySum {
 			e.key = old.key
 		} else {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -433,42 +432,4 @@ func TestAliases(t *testing.T) {
 			t.Errorf("alias %q: %v", a, err)
 		}
 	}
-}
-
-func FuzzOpen(f *testing.F) {
-	dir := f.TempDir()
-	path := filepath.Join(dir, "seed")
-	ks, err := Create(context.Background(), path, []byte("pw"), testKDF)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ks.Close()
-	seed, _ := os.ReadFile(path)
-	f.Add(seed)
-	f.Add([]byte(magic))
-	// A version 2 file: an entry with two certificate chains.
-	path2 := filepath.Join(dir, "seed2")
-	ks2, err := Create(context.Background(), path2, []byte("pw"), testKDF)
-	if err != nil {
-		f.Fatal(err)
-	}
-	self := testenv.NewCert(f, "fuzz", nil)
-	other := testenv.NewCert(f, "fuzz renewed", &testenv.CertOptions{Key: self.Key})
-	if _, err := ks2.Import(context.Background(), ImportEntry{Alias: "a", Key: self.Key, Chain: []*x509.Certificate{self.Cert}, OtherChains: [][]*x509.Certificate{{other.Cert}}}); err != nil {
-		f.Fatal(err)
-	}
-	ks2.Close()
-	seed2, _ := os.ReadFile(path2)
-	if binary.BigEndian.Uint16(seed2[8:]) != formatV2 {
-		f.Fatal("seed2 is not format version 2")
-	}
-	f.Add(seed2)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p := filepath.Join(t.TempDir(), "ks")
-		os.WriteFile(p, data, 0o600)
-		ks, err := Open(context.Background(), p, []byte("pw"))
-		if err == nil {
-			ks.Close()
-		}
-	})
 }
