@@ -31,8 +31,21 @@ func (e *apiError) Error() string {
 func (e *apiError) Unwrap() error { return e.err }
 
 func newAPIError(status int, code, format string, args ...any) *apiError {
-	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+	ae := &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+	// A key whose derivation costs more than untrusted input may ask for
+	// is a refusal of the content, not a malformed request, whichever
+	// handler reports it.
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, pki.ErrKeyDerivationCost) {
+			ae.status, ae.code, ae.err = http.StatusUnprocessableEntity, codeKDFCost, err
+		}
+	}
+	return ae
 }
+
+// codeKDFCost is the code of a private key whose password-based key
+// derivation asks for more than pki.UntrustedKDF allows (422).
+const codeKDFCost = "key_derivation_cost"
 
 // Errors used by several handlers.
 var (
@@ -70,6 +83,9 @@ func classify(err error) *apiError {
 	var pe *pki.PolicyError
 	if errors.As(err, &pe) {
 		return &apiError{status: http.StatusUnprocessableEntity, code: "certificate_policy", message: pe.Error(), err: err}
+	}
+	if errors.Is(err, pki.ErrKeyDerivationCost) {
+		return &apiError{status: http.StatusUnprocessableEntity, code: codeKDFCost, message: err.Error(), err: err}
 	}
 	switch {
 	// Decryption failures first and all alike: no oracle.

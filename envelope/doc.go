@@ -20,6 +20,16 @@
 // DataKey (NewDataKey); Splice joins a header and a ciphertext into one
 // complete envelope that openssl smime -decrypt -binary -inform DER opens.
 //
+// # Re-wrapping
+//
+// Rewrap (and Reader.Rewrap, given a data key) writes an envelope again with
+// its data key wrapped to new recipients, in place of the old ones or next
+// to them, without decrypting the content: it is copied as it is, streaming,
+// and the output keeps the input's form (DER with recomputed lengths, BER,
+// PEM, header-only). Reader.ReplaceRecipients takes the new RecipientInfos
+// from a header-only envelope wrapped elsewhere (a daemon's rewrap).
+// ContentCheck checks a data key against a separate ciphertext.
+//
 // # Reading
 //
 // NewReader accepts DER, BER (indefinite lengths, chunked and nested
@@ -66,13 +76,24 @@
 //
 // # Performance
 //
-// Data moves in 512 KiB chunks from a pool. The writer encrypts in
-// goroutines chained in order, so that encryption overlaps both the
-// production of plaintext and the writes (CBC encryption itself is serial).
-// The CBC reader decrypts several chunks at once on all cores (a CBC block
-// needs only the previous ciphertext block) while the next chunk is read.
-// The writer implements io.ReaderFrom and the readers io.WriterTo, so
-// io.Copy avoids copies. BenchmarkEncrypt and BenchmarkDecrypt measure it.
+// Data moves in 512 KiB chunks (ChunkSize) from a pool. AES-CBC runs in
+// internal/aescbc: assembly on amd64 (one call per chunk; decryption 8 to
+// 32 blocks wide, with VAES where the CPU has it), crypto/cipher
+// elsewhere. The writer encrypts and writes in goroutines chained in
+// order, so that encryption overlaps both the production of plaintext and
+// the writes (CBC encryption itself is serial). The CBC reader reads and
+// decrypts chunks ahead of its consumer. The writer implements
+// io.ReaderFrom and the readers io.WriterTo, so io.Copy avoids copies.
+// BenchmarkEncrypt and BenchmarkDecrypt measure it.
+//
+// # Memory
+//
+// A stream holds one chunk of its own; the chunks it reads or writes
+// ahead, at most MaxAhead, come from a Budget shared by many streams
+// (Reader.Budget, Options.Budget; DefaultBudget, 16 MiB, when nil). When
+// the budget is spent, streams work synchronously instead of waiting for
+// it. So n concurrent streams hold at most n×ChunkSize plus the budget,
+// and a single stream keeps its speed with a budget of MaxAhead chunks.
 //
 // # Concurrency
 //

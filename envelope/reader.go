@@ -22,6 +22,9 @@ type Reader struct {
 	// envelope while it authenticates it (an unlinked file, removed before
 	// use). Empty means os.TempDir().
 	TempDir string
+	// Budget bounds the chunks that CBC decryption reads ahead, shared
+	// with other streams (see Budget). Nil means DefaultBudget.
+	Budget *Budget
 
 	hdr     Header
 	s       *stream
@@ -31,6 +34,17 @@ type Reader struct {
 	mac     []byte         // GCM tag, known after the content
 	aad     []byte         // DER of authAttrs (SET) if present
 	used    bool
+	raw     rawParts // the encodings Rewrap copies
+}
+
+// rawParts are the encodings of the envelope's fields, as read, for
+// Rewrap: everything but the content and the outer headers.
+type rawParts struct {
+	version    []byte // EnvelopedData version
+	originator []byte // originatorInfo [0], if present
+	ris        tlv    // recipientInfos SET
+	eciFields  []byte // EncryptedContentInfo contentType and contentEncryptionAlgorithm
+	after      []byte // the elements after EncryptedContentInfo (attributes, mac)
 }
 
 var top = frame{what: "input", end: -1}
@@ -254,14 +268,17 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseSmallInt(&t); err != nil {
 		return fmt.Errorf("%s version: %w", what, err)
 	}
+	r.raw.version = t.raw
 	if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 		return err
 	}
 	if t.is(classContext, 0) { // originatorInfo: certificates we do not need
+		r.raw.originator = t.raw
 		if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 			return err
 		}
 	}
+	r.raw.ris = t
 	var skipped int
 	if r.hdr.Recipients, skipped, err = parseRecipientInfos(&t); err != nil {
 		return err
@@ -281,9 +298,11 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseOID(&t); err != nil {
 		return err
 	}
+	r.raw.eciFields = bytes.Clone(t.raw)
 	if t, err = s.readElem(r.eci, "contentEncryptionAlgorithm"); err != nil {
 		return err
 	}
+	r.raw.eciFields = append(r.raw.eciFields, t.raw...)
 	if r.hdr.Cipher, r.hdr.IV, err = parseContentAlg(&t, r.hdr.Authenticated); err != nil {
 		return err
 	}
@@ -342,6 +361,7 @@ func (r *Reader) finish() error {
 			return nil, err
 		}
 		t, err := s.readElem(r.ed, what)
+		r.raw.after = append(r.raw.after, t.raw...)
 		return &t, err
 	}
 	if r.hdr.Authenticated {
@@ -361,6 +381,7 @@ func (r *Reader) finish() error {
 		if err != nil {
 			return err
 		}
+		r.raw.after = append(r.raw.after, m.raw...)
 		if !m.is(classUniversal, tagOctetString) {
 			return malformed("mac: expected OCTET STRING")
 		}
@@ -493,7 +514,7 @@ func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 	if r.hdr.Authenticated {
 		return r.decryptGCM(dk)
 	}
-	return newCBCReader(r.content, dk)
+	return newCBCReader(r.content, dk, r.Budget)
 }
 
 // DecryptDetached decrypts a separate raw ciphertext stream (as
@@ -510,13 +531,13 @@ func (r *Reader) DecryptDetached(kr KeyResolver, ciphertext io.Reader) (io.ReadC
 	if err != nil {
 		return nil, err
 	}
-	return newCBCReader(ciphertext, dk)
+	return newCBCReader(ciphertext, dk, r.Budget)
 }
 
 // DecryptContent returns the plaintext of raw CBC content encrypted with dk
 // (as EncryptContent writes it). Padding is checked at the end; a bad
 // padding is ErrDecrypt. The returned reader is also an io.Closer and an
-// io.WriterTo.
+// io.WriterTo. It reads ahead within DefaultBudget.
 func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if err := dk.check(); err != nil {
 		return nil, err
@@ -524,5 +545,5 @@ func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if dk.Cipher.IsGCM() {
 		return nil, unsupported("raw content with %v", dk.Cipher)
 	}
-	return newCBCReader(src, dk)
+	return newCBCReader(src, dk, nil)
 }
