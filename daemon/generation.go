@@ -38,6 +38,9 @@ type generation struct {
 	byIssuerSerial map[string][]*tenantKey
 	bySKI          map[string][]*tenantKey
 
+	// owners says which tenant owns each backend key (ownership.go).
+	owners *ownership
+
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
@@ -151,6 +154,7 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 type keySpec struct {
 	id       string
 	source   string
+	file     string // the upload record's file, for messages
 	backend  string
 	ref      string
 	certFile string
@@ -158,6 +162,17 @@ type keySpec struct {
 	padding  backends.Padding
 	state    string
 	useKeyID bool
+}
+
+// origin says where a key spec comes from, for messages.
+func (s keySpec) origin() string {
+	if s.file != "" {
+		return "uploaded, " + s.file
+	}
+	if s.source == "config" {
+		return "configuration"
+	}
+	return s.source
 }
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
@@ -170,6 +185,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		tenants:        map[string]*tenant{},
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
+		owners:         newOwnership(),
 		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
@@ -229,6 +245,15 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			k, err := rt.resolveKey(ctx, tc.Name, s, timeout)
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+			}
+			if k.backend != nil {
+				name, err := keyName(k.backend, k.ref)
+				if err != nil {
+					return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+				}
+				if err := rt.owners.claim(name, k.public, keyOwner{tenant: tc.Name, keyID: s.id, source: s.origin()}); err != nil {
+					return nil, err
+				}
 			}
 			t.keys = append(t.keys, k)
 			rt.index(k)
