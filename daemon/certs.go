@@ -170,9 +170,27 @@ func (s *Server) handleCertUpload(c *call) error {
 	if err != nil || len(chain) == 0 {
 		return newAPIError(http.StatusBadRequest, "bad_certificate", "cannot read the certificate: %v", err)
 	}
+	switch req.State {
+	case "":
+		req.State = "active"
+	case "active", "retired":
+	default:
+		return newAPIError(http.StatusBadRequest, "bad_state", "state %q: use active or retired", req.State)
+	}
 	p := *t.policy
 	if err := p.CheckImport(chain); err != nil {
 		return err
+	}
+	// An expired certificate or a key under 2048 bits can only decrypt
+	// old recordings: it is accepted as retired only. A certificate that
+	// is not yet valid is accepted and encrypts from its start date on.
+	if req.State != "retired" {
+		for _, w := range p.ImportWarnings(chain) {
+			if errors.Is(w, pki.Expired) || errors.Is(w, pki.WeakKey) {
+				return &apiError{status: http.StatusUnprocessableEntity, code: "certificate_policy",
+					message: w.Error() + "; upload it with state=retired to decrypt existing recordings with it", err: w}
+			}
+		}
 	}
 	leaf := chain[0]
 	leafPub, ok := leaf.PublicKey.(*rsa.PublicKey)
@@ -190,13 +208,6 @@ func (s *Server) handleCertUpload(c *call) error {
 		if padding, err = backends.ParsePadding(req.Padding); err != nil {
 			return newAPIError(http.StatusBadRequest, "bad_padding", "%v", err)
 		}
-	}
-	switch req.State {
-	case "":
-		req.State = "active"
-	case "active", "retired":
-	default:
-		return newAPIError(http.StatusBadRequest, "bad_state", "state %q: use active or retired", req.State)
 	}
 	var key *rsa.PrivateKey
 	if req.PrivateKey != "" {

@@ -175,6 +175,17 @@ func (s keySpec) origin() string {
 	return s.source
 }
 
+// policyNow, when set (tests), is the clock of the tenants' certificate
+// policies.
+var policyNow func() time.Time
+
+func policyTime() time.Time {
+	if policyNow != nil {
+		return policyNow()
+	}
+	return time.Now()
+}
+
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
 // error everything opened so far is closed again.
 func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *generation, err error) {
@@ -210,7 +221,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		return nil, err
 	}
 	for _, tc := range cfg.Tenants {
-		t := &tenant{name: tc.Name, policy: &pki.Policy{}}
+		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
 		if len(tc.CA) > 0 {
 			roots := x509.NewCertPool()
 			for _, f := range tc.CA {
