@@ -35,6 +35,18 @@
 // tenants the client may use for that operation; /rewrap only among the
 // tenant's own keys.
 //
+// # Tenant isolation
+//
+// A backend key belongs to at most one tenant: the tenant whose
+// configuration names it, or whose upload created it by importing a private
+// key (recorded with the upload in data_dir). An upload may name an existing
+// backend key only if its tenant owns it, and may not bring the certificate
+// of another tenant's backend key (403 not_key_owner, audited as a denial,
+// nothing stored). A configuration in which two tenants name the same key
+// (same canonical reference, backends.KeyNamer, or same public key) fails to
+// load, naming both. See ownership.go. TestTenantIsolationProperty walks the
+// route table, so a new endpoint is held to the same rule.
+//
 // # Streams
 //
 // Encrypt and decrypt stream both ways (full duplex) with bounded memory, at
@@ -81,5 +93,7 @@
 // Only the primary gid of a Unix peer is matched (not supplementary groups).
 // Deleting an uploaded certificate does not delete its private key from the
 // backend (old recordings must stay playable); delete it there if needed.
+// Such a key then belongs to no tenant: no upload may name it again, an
+// operator may give it to a tenant in the configuration.
 // Uploaded certificates are stored as files in data_dir, one per key.
 package daemon

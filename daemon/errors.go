@@ -105,6 +105,8 @@ func classify(err error) *apiError {
 		return &apiError{status: http.StatusServiceUnavailable, code: "backend_refused", message: "a key backend refused the operation", err: err}
 	case errors.Is(err, backends.ErrNotSupported):
 		return &apiError{status: http.StatusBadRequest, code: "not_supported", message: "the key backend cannot do this", err: err}
+	case errors.Is(err, backends.ErrExists):
+		return &apiError{status: http.StatusConflict, code: "exists", message: "a backend key of that name already exists: choose another key name", err: err}
 	case errors.Is(err, backends.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: "not_found", message: "not found", err: err}
 	case errors.Is(err, context.DeadlineExceeded):

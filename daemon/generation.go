@@ -39,6 +39,9 @@ type generation struct {
 	byIssuerSerial map[string][]*tenantKey
 	bySKI          map[string][]*tenantKey
 
+	// owners says which tenant owns each backend key (ownership.go).
+	owners *ownership
+
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
@@ -154,6 +157,7 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 type keySpec struct {
 	id       string
 	source   string
+	file     string // the upload record's file, for messages
 	backend  string
 	ref      string
 	certFile string
@@ -161,6 +165,28 @@ type keySpec struct {
 	padding  backends.Padding
 	state    string
 	useKeyID bool
+}
+
+// origin says where a key spec comes from, for messages.
+func (s keySpec) origin() string {
+	if s.file != "" {
+		return "uploaded, " + s.file
+	}
+	if s.source == "config" {
+		return "configuration"
+	}
+	return s.source
+}
+
+// policyNow, when set (tests), is the clock of the tenants' certificate
+// policies.
+var policyNow func() time.Time
+
+func policyTime() time.Time {
+	if policyNow != nil {
+		return policyNow()
+	}
+	return time.Now()
 }
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
@@ -173,6 +199,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		tenants:        map[string]*tenant{},
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
+		owners:         newOwnership(),
 		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
@@ -197,7 +224,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		return nil, err
 	}
 	for _, tc := range cfg.Tenants {
-		t := &tenant{name: tc.Name, policy: &pki.Policy{}}
+		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
 		if len(tc.CA) > 0 {
 			roots := x509.NewCertPool()
 			for _, f := range tc.CA {
@@ -232,6 +259,15 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			k, err := rt.resolveKey(ctx, tc.Name, s, timeout)
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+			}
+			if k.backend != nil {
+				name, err := keyName(k.backend, k.ref)
+				if err != nil {
+					return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+				}
+				if err := rt.owners.claim(name, k.public, keyOwner{tenant: tc.Name, keyID: s.id, source: s.origin()}); err != nil {
+					return nil, err
+				}
 			}
 			t.keys = append(t.keys, k)
 			rt.index(k)
