@@ -43,18 +43,20 @@ type Server struct {
 	logLevel *slog.LevelVar
 	metrics  *metrics.Metrics
 
-	rt atomic.Pointer[runtime]
+	rt atomic.Pointer[generation]
 
 	mu        sync.Mutex // serialises Reload and certificate changes
 	audit     *audit.Logger
 	auditPath string
-	cfg       *config.Config // the configuration of the current runtime
+	cfg       *config.Config // the configuration of the current generation
 
 	listenMu sync.Mutex
 	servers  []*http.Server
 	addrs    []net.Addr
 
 	inflight sync.WaitGroup
+
+	play playback // playback sessions and their key cache
 }
 
 // New loads the configuration, opens the audit log and the backends, and
@@ -85,7 +87,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 		return nil, err
 	}
-	rt, err := buildRuntime(ctx, cfg, s.log)
+	rt, err := buildGeneration(ctx, cfg, s.log)
 	if err != nil {
 		s.audit.Close()
 		return nil, err
@@ -113,8 +115,8 @@ func (s *Server) openAudit(path string) error {
 }
 
 // install makes rt current, starts its health checks, and retires the
-// previous runtime (closed when its last request ends).
-func (s *Server) install(rt *runtime) {
+// previous generation (closed when its last request ends).
+func (s *Server) install(rt *generation) {
 	hctx, cancel := context.WithCancel(context.Background())
 	rt.stopHealth = cancel
 	go rt.healthLoop(hctx, 10*time.Second, s.metrics.SetBackendUp)
@@ -128,8 +130,8 @@ func (s *Server) install(rt *runtime) {
 	}
 }
 
-// acquireRuntime returns the current runtime with a reference held.
-func (s *Server) acquireRuntime() *runtime {
+// acquireGeneration returns the current generation with a reference held.
+func (s *Server) acquireGeneration() *generation {
 	for {
 		rt := s.rt.Load()
 		if rt.acquire() {
@@ -150,7 +152,7 @@ func (s *Server) Addrs() []net.Addr {
 
 // Reload rereads the configuration file, the tenants' certificates and the
 // uploads, reopens the backends and swaps everything in at once. Requests in
-// flight finish with the old runtime. On error the old configuration stays.
+// flight finish with the old generation. On error the old configuration stays.
 // Listener addresses (socket, http) are not changed by a reload; TLS
 // certificates and client CAs are.
 func (s *Server) Reload(ctx context.Context) error {
@@ -183,10 +185,10 @@ func (s *Server) Reload(ctx context.Context) error {
 	return nil
 }
 
-// rebuildLocked builds a runtime from cfg (and the current uploads) and
+// rebuildLocked builds a generation from cfg (and the current uploads) and
 // installs it. s.mu must be held.
 func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
-	rt, err := buildRuntime(ctx, cfg, s.log)
+	rt, err := buildGeneration(ctx, cfg, s.log)
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,7 @@ type Options struct {
 // Backend is an open Transit backend.
 type Backend struct {
 	name       string
+	namespace  string
 	mount      string
 	client     *api.Client
 	transport  *http.Transport
@@ -200,6 +201,7 @@ func Open(ctx context.Context, name string, o Options) (*Backend, error) {
 
 	b := &Backend{
 		name:       name,
+		namespace:  o.Namespace,
 		mount:      o.Mount,
 		client:     client,
 		transport:  transport,
