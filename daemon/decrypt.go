@@ -46,12 +46,14 @@ func (s *Server) handleDecrypt(c *call) error {
 		if rerr != nil {
 			return rerr
 		}
+		rd.Budget = c.rt.readAhead
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
 		rd, rerr := envelope.NewReader(in)
 		if rerr != nil {
 			return rerr
 		}
+		rd.Budget = c.rt.readAhead
 		pt, err = rd.Decrypt(res)
 	}
 	if err != nil {

@@ -48,7 +48,8 @@ type generation struct {
 	stores map[string]storage.Store // recording storage by name (playback)
 
 	stopHealth context.CancelFunc
-	streamSem  chan struct{} // bounds concurrent streams (limits.max_streams)
+	streamSem  chan struct{}    // bounds concurrent streams (limits.max_streams)
+	readAhead  *envelope.Budget // shared by the streams (limits.read_ahead_bytes)
 
 	mu      sync.Mutex
 	refs    int
@@ -201,6 +202,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		bySKI:          map[string][]*tenantKey{},
 		owners:         newOwnership(),
 		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
+		readAhead:      envelope.NewBudget(cfg.Limits.ReadAheadBytes),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {

@@ -106,6 +106,7 @@ const (
 	DefaultBackendTimeout    = 10 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultReadAheadBytes    = 16 << 20
 	// DefaultAuditLogName is the audit log's file name inside data_dir when
 	// audit_log is not set.
 	DefaultAuditLogName = "audit.log"
@@ -232,6 +233,10 @@ type Limits struct {
 	// IdleTimeout closes idle keep-alive connections, and breaks off a
 	// stream whose client neither sends nor reads for that long (default 2m).
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// ReadAheadBytes is the memory all encrypt/decrypt streams together may
+	// hold ahead of their clients, beyond one 512 KiB chunk each (default
+	// 16 MiB; 0: none, streams work synchronously).
+	ReadAheadBytes int64 `toml:"read_ahead_bytes"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s", "1m30s").
@@ -330,6 +335,7 @@ func Default() *Config {
 			BackendTimeout:    Duration{DefaultBackendTimeout},
 			ReadHeaderTimeout: Duration{DefaultReadHeaderTimeout},
 			IdleTimeout:       Duration{DefaultIdleTimeout},
+			ReadAheadBytes:    DefaultReadAheadBytes,
 		},
 		Backends: map[string]*Backend{},
 		Storage:  map[string]*Storage{},
