@@ -50,7 +50,7 @@
 // # Streams
 //
 // Encrypt and decrypt stream both ways (full duplex) with bounded memory, at
-// most limits.max_streams at once (503 with Retry-After beyond): one 512 KiB
+// most limits.max_streams at once (503 with Retry-After beyond): one 256 KiB
 // chunk per stream, plus what they read ahead together within
 // limits.read_ahead_bytes (an envelope.Budget). A request
 // with a Content-Length gets definite-length DER; a chunked one BER with

@@ -14,7 +14,7 @@ import (
 )
 
 // chunk is the envelope package's internal chunk size (boundary tests).
-const chunk = 512 << 10
+const chunk = envelope.ChunkSize
 
 func cert(t testing.TB, name string) *testenv.Cert {
 	t.Helper()
