@@ -240,7 +240,7 @@ func playETag(store string, o storage.Object) string {
 func (s *Server) openRecording(c *call, sess *playSession) (*envelope.DataKey, *envelope.Seekable, *tenantKey, error) {
 	ctx := c.r.Context()
 	src := storage.ReaderAt(ctx, sess.obj)
-	res := c.resolver(func(name string) bool { return name == sess.tenant })
+	res := c.keyResolver(func(name string) bool { return name == sess.tenant })
 	var (
 		dk  *envelope.DataKey
 		sk  *envelope.Seekable

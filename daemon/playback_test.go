@@ -322,6 +322,7 @@ func TestPlaybackLayouts(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := len(e.audit.lines(`"op":"playback"`))
+			started := len(e.audit.lines(`"outcome":"started"`))
 			pr := e.mustCreate(t, "t", c.req)
 			if pr.Size != int64(len(c.pt)) || pr.ContentType != c.ctype || !strings.HasPrefix(pr.URL, "/v1/play/") {
 				t.Fatalf("answer %+v", pr)
@@ -331,8 +332,8 @@ func TestPlaybackLayouts(t *testing.T) {
 				t.Fatalf("expires_at %q: want about 5 minutes from now", pr.ExpiresAt)
 			}
 			lines := e.audit.lines(`"op":"playback"`)
-			if len(lines) != before+1 {
-				t.Fatalf("%d new audit lines, want 1", len(lines)-before)
+			if len(lines) != before+2 || len(e.audit.lines(`"outcome":"started"`)) != started+1 {
+				t.Fatalf("%d new audit lines, want 2 (started before the unwrap, ok after)", len(lines)-before)
 			}
 			l := lines[len(lines)-1]
 			for _, want := range []string{`"client":"me"`, `"tenant":"t"`, `"key_id":"k1"`, `"outcome":"ok"`} {
@@ -535,12 +536,13 @@ func TestPlaybackKeyCache(t *testing.T) {
 	}
 	// Playing the first session again unwraps again, audited.
 	n := len(e.audit.lines(`"recording_id":"kc-1"`))
+	// (started and ok)
 	resp := doReq(t, e.anon, "GET", e.tcp+pr1.URL, nil, "Range", "bytes=0-99")
 	if b := readBody(t, resp); resp.StatusCode != 206 || !bytes.Equal(b, voice[:100]) {
 		t.Fatalf("after eviction: %d", resp.StatusCode)
 	}
-	if got := len(e.audit.lines(`"recording_id":"kc-1"`)); got != n+1 {
-		t.Fatalf("%d new audit lines for the re-unwrap, want 1", got-n)
+	if got := len(e.audit.lines(`"recording_id":"kc-1"`)); got != n+2 {
+		t.Fatalf("%d new audit lines for the re-unwrap, want 2", got-n)
 	}
 }
 
