@@ -250,6 +250,20 @@ func (p *playback) startJanitorLocked(pc config.Playback) {
 	}()
 }
 
+// closeAll ends every session and zeroes every key (at shutdown); the
+// janitor stops at its next tick.
+func (p *playback) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.init()
+	for t := range p.sessions {
+		p.dropLocked(t)
+	}
+	for _, k := range p.keys {
+		p.evictLocked(k)
+	}
+}
+
 // counts returns the live sessions and cached keys (tests, metrics).
 func (p *playback) counts() (sessions, keys int) {
 	p.mu.Lock()

@@ -304,6 +304,7 @@ func (s *Server) shutdown() error {
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
 	}
+	s.play.closeAll()
 	err := s.audit.Close()
 	s.log.Info("stopped")
 	return err
@@ -385,5 +386,6 @@ func (s *Server) Close() error {
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
 	}
+	s.play.closeAll()
 	return s.audit.Close()
 }
