@@ -57,6 +57,7 @@ type playback struct {
 	keys     map[string]*cachedKey
 	lru      list.List // front = most recently used
 	janitor  bool
+	stop     chan struct{} // closed by closeAll: the janitor ends
 	now      func() time.Time // tests
 }
 
@@ -233,10 +234,19 @@ func (p *playback) startJanitorLocked(pc config.Playback) {
 	p.janitor = true
 	every := min(pc.KeyCacheLifetime.Duration, pc.TokenLifetime.Duration) / 4
 	every = max(every, 100*time.Millisecond)
+	if p.stop == nil {
+		p.stop = make(chan struct{})
+	}
+	stop := p.stop
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
-		for range t.C {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
 			p.mu.Lock()
 			p.sweepLocked()
 			p.sweepKeysLocked(pc.KeyCacheLifetime.Duration)
@@ -261,6 +271,11 @@ func (p *playback) closeAll() {
 	}
 	for _, k := range p.keys {
 		p.evictLocked(k)
+	}
+	if p.stop != nil {
+		close(p.stop)
+		p.stop = nil
+		p.janitor = false
 	}
 }
 
