@@ -54,7 +54,7 @@ func startPlayback(t testing.TB, playbackTOML string) *playEnv {
 		t.Fatal(err)
 	}
 	certs := map[string]*testenv.Cert{}
-	for _, k := range []string{"k1", "k2", "k3"} {
+	for _, k := range []string{"k1", "k2", "k3", "k4"} {
 		c := testenv.NewCert(t, "play-"+k, nil)
 		certs[k] = c
 		if _, err := ks.Import(ctx, file.ImportEntry{Alias: k, Key: c.Key, Chain: []*x509.Certificate{c.Cert}}); err != nil {
@@ -109,10 +109,16 @@ storage = "bad"
   id = "k3"
   backend = "ks"
   key = "k3"
+[[tenants]]
+name = "w"
+  [[tenants.keys]]
+  id = "k4"
+  backend = "ks"
+  key = "k4"
 [[clients]]
 name = "me"
 uid = %d
-tenants = ["t", "v"]
+tenants = ["t", "v", "w"]
 allow = [%s]
 `, sock, tcp, filepath.Join(dir, "data"), filepath.Join(dir, "ks"), dav.URL, dav.User, dav.Pass, dav.URL, dav.User, playbackTOML, os.Getuid(), allow)
 	}
@@ -512,6 +518,16 @@ func TestPlaybackStatuses(t *testing.T) {
 		b, _ := json.Marshal(map[string]string{"metadata": metaRaw})
 		expect(t, e.do(t, "POST", "/v1/tenants/t/playback", b), 503, "storage_unavailable")
 	})
+}
+
+func TestPlaybackLimits(t *testing.T) {
+	e := startPlayback(t, "max_sessions = 1")
+	meta, _, _ := e.recordRaw(t, "t", "lim-1", payload(1000), "audio/mp3")
+	e.mustCreate(t, "t", map[string]string{"metadata": meta})
+	b, _ := json.Marshal(map[string]string{"metadata": meta})
+	expect(t, e.do(t, "POST", "/v1/tenants/t/playback", b), 503, "too_many_sessions")
+	expect(t, e.do(t, "POST", "/v1/tenants/w/playback", b), 409, "no_storage")
+	expect(t, e.do(t, "POST", "/v1/tenants/nope/playback", b), 403, "forbidden")
 }
 
 func TestPlaybackKeyCache(t *testing.T) {

@@ -101,6 +101,15 @@ func (p *playback) add(s *playSession, dk *envelope.DataKey, sk *envelope.Seekab
 	return true
 }
 
+// full reports whether max sessions are alive (after dropping expired ones).
+func (p *playback) full(pc config.Playback) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.init()
+	p.sweepLocked()
+	return len(p.sessions) >= pc.MaxSessions
+}
+
 // session returns the live session of token, or nil.
 func (p *playback) session(token string) *playSession {
 	p.mu.Lock()
