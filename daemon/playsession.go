@@ -57,7 +57,7 @@ type playback struct {
 	keys     map[string]*cachedKey
 	lru      list.List // front = most recently used
 	janitor  bool
-	stop     chan struct{} // closed by closeAll: the janitor ends
+	stop     chan struct{}    // closed by closeAll: the janitor ends
 	now      func() time.Time // tests
 }
 
