@@ -33,7 +33,7 @@ func (s *Server) handleDecrypt(c *call) error {
 			return err
 		}
 	}
-	done, err := c.acquireStream()
+	done, err := c.acquireStream("") // the tenant is charged once the key resolves
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,12 @@ func (c *call) keyResolver(allowed func(string) bool) *resolver {
 		observe: func(k *tenantKey, d time.Duration, err error) {
 			c.s.metrics.ObserveBackend(k.backend.name, "decrypt", d, err)
 		},
-		begin: c.auditStarted,
+		begin: func(k *tenantKey) error {
+			if err := c.chargeTenant(k.tenant); err != nil {
+				return err
+			}
+			return c.auditStarted(k)
+		},
 	}
 }
 

@@ -42,7 +42,6 @@ type generation struct {
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
 	stopHealth context.CancelFunc
-	streamSem  chan struct{} // bounds concurrent streams (limits.max_streams)
 
 	mu      sync.Mutex
 	refs    int
@@ -170,7 +169,6 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		tenants:        map[string]*tenant{},
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
-		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
@@ -475,8 +473,6 @@ func (o *observedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.Decr
 	}
 	return pt, err
 }
-
-func (rt *generation) streams() chan struct{} { return rt.streamSem }
 
 // acquire takes a reference; false if the generation is already closed.
 func (rt *generation) acquire() bool {

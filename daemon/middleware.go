@@ -35,6 +35,8 @@ type call struct {
 	// handler returns so that no codec goroutine touches the connection
 	// after the request.
 	body *countingReader
+	// stream is set once a streamed call holds its slot (acquireStream).
+	stream *stream
 }
 
 // wrap runs a route: request id, panic recovery, generation reference,
@@ -84,6 +86,14 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		err := rt.h(c)
 		c.stopBody()
+		if why := c.stream.brokenErr(); why != nil {
+			// Broken off for its rate: its deadlines have passed, so
+			// the connection can only be closed.
+			s.log.Warn("stream broken off", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "request_id", c.reqID, "reason", why.Error())
+			s.metrics.Error(classify(why).code)
+			abort = true
+			return
+		}
 		var ab *abortError
 		aborting := err != nil && (errors.As(err, &ab) || c.w.wrote)
 		if c.duplex && !aborting && !c.finishBody() {
@@ -198,10 +208,10 @@ type respWriter struct {
 	wrote bool
 	code  int
 	n     int64
-	// With rc set (streams), every write waits at most stall for the
-	// client to read.
-	rc    *http.ResponseController
-	stall time.Duration
+	// With st set (streams, once full duplex), every write waits at most
+	// limits.idle_timeout for the client to read, and counts for the
+	// stream's rate.
+	st *stream
 }
 
 func (w *respWriter) WriteHeader(code int) {
@@ -217,11 +227,16 @@ func (w *respWriter) Write(p []byte) (int, error) {
 		w.wrote = true
 		w.code = http.StatusOK
 	}
-	if w.rc != nil && w.stall > 0 {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.stall))
+	if w.st != nil {
+		if err := w.st.beforeWrite(); err != nil {
+			return 0, err
+		}
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
+	if w.st != nil {
+		w.st.out.Add(int64(n))
+	}
 	return n, err
 }
 

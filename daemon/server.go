@@ -44,6 +44,10 @@ type Server struct {
 	metrics  *metrics.Metrics
 
 	rt atomic.Pointer[generation]
+	// streams bounds streams for the whole process, across generations.
+	streams *slots
+	// conns bounds open connections, all listeners together.
+	conns *connLimit
 
 	mu        sync.Mutex // serialises Reload and certificate changes
 	audit     *audit.Logger
@@ -70,7 +74,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.AuditOutput == nil {
 		opts.AuditOutput = os.Stderr
 	}
-	s := &Server{opts: opts, logLevel: new(slog.LevelVar)}
+	s := &Server{opts: opts, logLevel: new(slog.LevelVar), streams: newSlots(), conns: newConnLimit(cfg.Limits.MaxConnections)}
 	s.logLevel.Set(cfg.Server.SlogLevel())
 	hopts := &slog.HandlerOptions{Level: s.logLevel}
 	if cfg.Server.LogFormat == "text" {
@@ -92,6 +96,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.install(rt)
 	s.cfg = cfg
+	s.setStreamLimits(cfg)
 	return s, nil
 }
 
@@ -165,6 +170,7 @@ func (s *Server) Reload(ctx context.Context) error {
 	}
 	old := s.cfg
 	s.cfg = cfg
+	s.setStreamLimits(cfg)
 	if old.Server.Socket != cfg.Server.Socket || old.Server.HTTP != cfg.Server.HTTP || old.Server.SocketMode != cfg.Server.SocketMode {
 		s.log.Warn("listener settings changed; they take effect at the next restart", "socket", old.Server.Socket, "http", old.Server.HTTP)
 	}
@@ -181,6 +187,13 @@ func (s *Server) Reload(ctx context.Context) error {
 	}
 	s.log.Info("configuration reloaded", "tenants", len(cfg.Tenants), "backends", len(cfg.Backends), "clients", len(cfg.Clients))
 	return nil
+}
+
+// setStreamLimits applies the limits that belong to the process, not to a
+// generation: streams and connections.
+func (s *Server) setStreamLimits(cfg *config.Config) {
+	s.streams.setLimits(cfg.Limits.MaxStreams, cfg.Limits.MaxStreamsPerClient, cfg.Limits.MaxStreamsPerTenant)
+	s.conns.setMax(cfg.Limits.MaxConnections)
 }
 
 // rebuildLocked builds a generation from cfg (and the current uploads) and
@@ -212,6 +225,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		l = s.conns.wrap(l)
 		lns = append(lns, l)
 		s.addServer(l, handler, "unix", cfg)
 	}
@@ -221,6 +235,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("http: %w", err)
 		}
+		l = s.conns.wrap(l)
 		if cfg.Server.TLSCert != "" {
 			l = tls.NewListener(l, s.tlsConfig())
 		}
@@ -257,7 +272,7 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		Handler:           h,
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.Duration,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
-		MaxHeaderBytes:    int(min(cfg.Limits.MaxEnvelopeBytes*2+64<<10, 16<<20)),
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ConnContext:       connContext(kind),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -60,6 +60,7 @@ func (w *switchWriter) lines(s string) []string {
 type inproc struct {
 	srv    *Server
 	socket string
+	addr   string // plain HTTP on loopback
 	client *http.Client
 	audit  *switchWriter
 	logs   *testenv.SyncBuffer
@@ -71,6 +72,14 @@ type inproc struct {
 }
 
 func startInProcess(t *testing.T, limits string) *inproc {
+	t.Helper()
+	return startInProcessWith(t, limits, "")
+}
+
+// startInProcessWith is startInProcess with extra appended to the
+// configuration (clients, say). Besides tenant t (key k1) there is a tenant
+// u (key k2), and a plain loopback TCP listener (p.addr) for token clients.
+func startInProcessWith(t *testing.T, limits, extra string) *inproc {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "envd-ip")
 	if err != nil {
@@ -86,11 +95,17 @@ func startInProcess(t *testing.T, limits string) *inproc {
 	if _, err := ks.Import(ctx, file.ImportEntry{Alias: "k1", Key: c.Key, Chain: []*x509.Certificate{c.Cert}}); err != nil {
 		t.Fatal(err)
 	}
+	c2 := testenv.NewCert(t, "inproc-k2", nil)
+	if _, err := ks.Import(ctx, file.ImportEntry{Alias: "k2", Key: c2.Key, Chain: []*x509.Certificate{c2.Cert}}); err != nil {
+		t.Fatal(err)
+	}
+	addr := testenv.FreePort(t)
 	ks.Close()
 	sock := filepath.Join(dir, "s.sock")
 	cfg := fmt.Sprintf(`
 [server]
 socket = %q
+http = %q
 data_dir = %q
 audit_log = "-"
 [limits]
@@ -106,12 +121,19 @@ name = "t"
   id = "k1"
   backend = "ks"
   key = "k1"
+[[tenants]]
+name = "u"
+  [[tenants.keys]]
+  id = "k2"
+  backend = "ks"
+  key = "k2"
 [[clients]]
 name = "me"
 uid = %d
 tenants = ["*"]
 allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
-`, sock, filepath.Join(dir, "data"), limits, dir, filepath.Join(dir, "ks"), os.Getuid())
+%s
+`, sock, addr, filepath.Join(dir, "data"), limits, dir, filepath.Join(dir, "ks"), os.Getuid(), extra)
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	aw := &switchWriter{}
@@ -141,7 +163,7 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
 		return d.DialContext(ctx, "unix", sock)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cert: c, dir: dir, probe: probeFor(dir)}
+	return &inproc{srv: srv, socket: sock, addr: addr, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cert: c, dir: dir, probe: probeFor(dir)}
 }
 
 func TestAuditFailureFailsKeyOperations(t *testing.T) {
@@ -199,7 +221,7 @@ func TestStreamLimit(t *testing.T) {
 	pw.Write([]byte("hold the stream open"))
 	// Wait until the first stream holds the slot.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(p.srv.rt.Load().streamSem) == 0 && time.Now().Before(deadline) {
+	for p.srv.streams.count() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	resp, err := p.client.Post("http://d/v1/tenants/t/encrypt", "application/octet-stream", strings.NewReader("x"))
