@@ -52,6 +52,7 @@ func (s *Server) handleDecrypt(c *call) error {
 		if rerr != nil {
 			return rerr
 		}
+		defer c.stageGCM(rd)() // runs after pt.Close
 		pt, err = rd.Decrypt(res)
 	}
 	if err != nil {

@@ -48,6 +48,8 @@ type Server struct {
 	streams *slots
 	// conns bounds open connections, all listeners together.
 	conns *connLimit
+	// staging bounds the AES-GCM ciphertext staged by all streams.
+	staging staging
 
 	mu        sync.Mutex // serialises Reload and certificate changes
 	audit     *audit.Logger
@@ -85,6 +87,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.metrics = metrics.New()
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if err := prepareStagingDir(cfg.Server.StagingDir); err != nil {
+		return nil, err
 	}
 	if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 		return nil, err
@@ -165,6 +170,11 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Server.StagingDir != s.cfg.Server.StagingDir {
+		if err := prepareStagingDir(cfg.Server.StagingDir); err != nil {
+			return err
+		}
+	}
 	if err := s.rebuildLocked(ctx, cfg); err != nil {
 		return err
 	}
@@ -190,10 +200,11 @@ func (s *Server) Reload(ctx context.Context) error {
 }
 
 // setStreamLimits applies the limits that belong to the process, not to a
-// generation: streams and connections.
+// generation: streams, connections and staged bytes.
 func (s *Server) setStreamLimits(cfg *config.Config) {
 	s.streams.setLimits(cfg.Limits.MaxStreams, cfg.Limits.MaxStreamsPerClient, cfg.Limits.MaxStreamsPerTenant)
 	s.conns.setMax(cfg.Limits.MaxConnections)
+	s.staging.setMax(cfg.Limits.MaxStagingBytes)
 }
 
 // rebuildLocked builds a generation from cfg (and the current uploads) and

@@ -74,7 +74,8 @@
 // empty label. Authenticated attributes of an AuthEnvelopedData are
 // verified but not returned, and none are written; GCM takes 12-byte nonces
 // and 16-byte tags only, and at most 2^36-32 bytes; decrypting needs free
-// space in Reader.TempDir for the whole ciphertext. Header-only envelopes
+// space in Reader.TempDir for the whole ciphertext (bounded per envelope by
+// Reader.StageLimit, and across readers by a budget behind Reader.Stage). Header-only envelopes
 // and Splice are for CBC only. originatorInfo and unprotectedAttrs are
 // skipped when reading (Splice copies them). Memory stays constant for any
 // content size; elements of the header are limited to 1 MiB each.
