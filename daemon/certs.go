@@ -230,6 +230,9 @@ func (s *Server) handleCertUpload(c *call) error {
 		return opErr
 	}
 	nrt := s.acquireGeneration()
+	if nrt == nil {
+		return errShuttingDown
+	}
 	defer nrt.release()
 	for _, k := range nrt.tenants[t.name].keys {
 		if k.id == req.ID {

@@ -9,7 +9,8 @@ import (
 
 // connLimit bounds the open connections of all listeners together. A
 // listener over the limit stops accepting: new connections wait in the
-// kernel's listen backlog until one closes (as netutil.LimitListener does),
+// kernel's listen backlog until one closes (as netutil.LimitListener does;
+// each listener holds one more accepted, waiting for room),
 // and idle or slow ones are closed by idle_timeout and read_header_timeout.
 // A lowered limit (reload) is honoured as connections close. Safe for
 // concurrent use.
@@ -81,14 +82,18 @@ type limitListener struct {
 	closeOnce sync.Once
 }
 
+// Accept accepts a connection, then waits for room for it. Not the other
+// way round: the listeners share the limit, and one waiting in Accept with
+// room taken would starve the others. Each listener holds at most one
+// accepted connection waiting.
 func (ll *limitListener) Accept() (net.Conn, error) {
-	if !ll.lim.take(ll.done) {
-		return nil, net.ErrClosed
-	}
 	c, err := ll.Listener.Accept()
 	if err != nil {
-		ll.lim.give()
 		return nil, err
+	}
+	if !ll.lim.take(ll.done) {
+		c.Close()
+		return nil, net.ErrClosed
 	}
 	return &limitConn{Conn: c, lim: ll.lim}, nil
 }

@@ -100,6 +100,11 @@ func (c *call) keyResolver(allowed func(string) bool) *resolver {
 		timeout: c.rt.cfg.Limits.BackendTimeout.Duration,
 		observe: func(k *tenantKey, d time.Duration, err error) {
 			c.s.metrics.ObserveBackend(k.backend.name, "decrypt", d, err)
+			if err != nil {
+				if up, _ := k.backend.status(); !up {
+					c.s.metrics.SetBackendUp(k.backend.name, false)
+				}
+			}
 		},
 		begin: func(k *tenantKey) error {
 			if err := c.chargeTenant(k.tenant); err != nil {

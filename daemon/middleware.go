@@ -51,8 +51,6 @@ func (s *Server) wrap(rt route) http.Handler {
 		c.recID = sanitizeRecordingID(r.Header.Get("X-Recording-Id"))
 		c.tenant = r.PathValue("tenant")
 		w.Header().Set("X-Request-Id", c.reqID)
-		c.rt = s.acquireGeneration()
-		defer c.rt.release()
 		var abort bool
 		defer func() {
 			if p := recover(); p != nil {
@@ -72,13 +70,20 @@ func (s *Server) wrap(rt route) http.Handler {
 				panic(http.ErrAbortHandler)
 			}
 		}()
+		// After the recover handler: a nil generation (the server shut
+		// down) is an answer, not a panic.
+		if c.rt = s.acquireGeneration(); c.rt == nil {
+			writeError(c.w, errShuttingDown)
+			return
+		}
+		defer c.rt.release()
 		c.id = authenticate(r, c.rt.cfg.Clients)
 		if !c.permitted(rt.perm) {
 			s.log.Info("access denied", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "remote", c.id.remote, "request_id", c.reqID)
 			s.metrics.Error("forbidden")
 			ev := c.event()
 			ev.Outcome = "denied"
-			if err := s.audit.Log(ev); err != nil {
+			if err := s.logAudit(ev); err != nil {
 				s.log.Error("audit log write failed", "error", err)
 			}
 			writeError(c.w, errDenied)
@@ -167,7 +172,7 @@ func (c *call) auditKey(ev audit.Event, k *tenantKey, keyIDs string) error {
 	} else if keyIDs != "" {
 		ev.KeyID = keyIDs
 	}
-	if err := c.s.audit.Log(ev); err != nil {
+	if err := c.s.logAudit(ev); err != nil {
 		c.s.log.Error("audit log write failed; refusing the key operation", "op", c.op, "request_id", c.reqID, "error", err)
 		c.s.metrics.Error("audit")
 		return &apiError{status: errAuditDown.status, code: errAuditDown.code, message: errAuditDown.message, err: err}

@@ -68,7 +68,10 @@ type inproc struct {
 	dir    string
 	// probe counts the private-key operations of the "ks" backend and
 	// injects its faults.
-	probe *probeState
+	probe   *probeState
+	cfgPath string
+	// stop shuts the server down (once) and returns what Serve returned.
+	stop func() error
 }
 
 func startInProcess(t *testing.T, limits string) *inproc {
@@ -136,6 +139,17 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
 `, sock, addr, filepath.Join(dir, "data"), limits, dir, filepath.Join(dir, "ks"), os.Getuid(), extra)
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	p := serveConfig(t, cfgPath, sock)
+	p.addr, p.cert, p.dir, p.probe = addr, c, dir, probeFor(dir)
+	return p
+}
+
+// serveConfig runs a Server on the configuration at cfgPath (audit_log "-"
+// goes to p.audit), whose Unix socket is sock, until p.stop or the end of
+// the test.
+func serveConfig(t *testing.T, cfgPath, sock string) *inproc {
+	t.Helper()
+	ctx := context.Background()
 	aw := &switchWriter{}
 	logs := &testenv.SyncBuffer{}
 	srv, err := New(ctx, Options{ConfigPath: cfgPath, LogOutput: logs, AuditOutput: aw})
@@ -147,9 +161,17 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
 	srv.opts.Ready = func(*Server) { close(ready) }
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx) }()
+	var once sync.Once
+	var serveErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			serveErr = <-done
+		})
+		return serveErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -163,7 +185,7 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
 		return d.DialContext(ctx, "unix", sock)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &inproc{srv: srv, socket: sock, addr: addr, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cert: c, dir: dir, probe: probeFor(dir)}
+	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cfgPath: cfgPath, stop: stop}
 }
 
 func TestAuditFailureFailsKeyOperations(t *testing.T) {
