@@ -156,7 +156,7 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	case *days < 1 || *days > 36500:
 		return fmt.Errorf("awskms certificate: -days %d out of range 1..36500", *days)
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("awskms certificate: -subject: %w", err)
 	}
@@ -177,10 +177,7 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	cert, err := awskms.IssueCertificate(k.Public(), cas[0], signer, awskms.CertRequest{
-		Subject:  name,
-		NotAfter: time.Now().AddDate(0, 0, *days),
-	})
+	cert, err := pki.Issue(pki.CertRequest{Subject: name, Public: k.Public(), NotAfter: pki.ValidFor(*days)}, cas[0], signer)
 	if err != nil {
 		return err
 	}

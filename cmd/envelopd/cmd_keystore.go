@@ -4,10 +4,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -275,7 +273,7 @@ func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
 	if *days < 1 {
 		return fmt.Errorf("-days must be at least 1")
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("-subject: %w", err)
 	}
@@ -292,14 +290,14 @@ func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
 		defer csrOut.abort()
 	}
 	e, err := ks.Generate(ctx, *alias, *bits, func(k *rsa.PrivateKey) ([]*x509.Certificate, error) {
-		cert, err := selfSigned(k, name, *days)
+		cert, err := pki.SelfSign(pki.CertRequest{Subject: name, Public: &k.PublicKey, NotAfter: pki.ValidFor(*days)}, k)
 		if err != nil {
 			return nil, err
 		}
 		if csrOut != nil {
-			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: name, SignatureAlgorithm: x509.SHA256WithRSA}, k)
+			der, err := pki.NewCSR(name, k)
 			if err != nil {
-				return nil, fmt.Errorf("creating the CSR: %v", err)
+				return nil, err
 			}
 			if err := pem.Encode(csrOut, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}); err != nil {
 				return nil, fmt.Errorf("writing the CSR: %v", err)
@@ -318,18 +316,6 @@ func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(env.stdout, "wrote CSR %s\n", *csrPath)
 	}
 	return nil
-}
-
-func selfSigned(k *rsa.PrivateKey, name pkix.Name, days int) (*x509.Certificate, error) {
-	tmpl, err := selfSignedTemplate(name, &k.PublicKey, days)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		return nil, fmt.Errorf("creating the certificate: %v", err)
-	}
-	return x509.ParseCertificate(der)
 }
 
 // entryJSON is one line of list -json.

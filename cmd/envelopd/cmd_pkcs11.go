@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
@@ -148,7 +147,7 @@ func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
 	if *bits != 2048 && *bits != 3072 && *bits != 4096 {
 		return fmt.Errorf("pkcs11 generate: -bits %d: use 2048, 3072 or 4096", *bits)
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("pkcs11 generate: -subject: %w", err)
 	}
@@ -174,24 +173,16 @@ func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	tmpl, err := selfSignedTemplate(name, info.Public, *days)
-	if err != nil {
-		return fail(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, info.Public, signer)
+	cert, err := pki.SelfSign(pki.CertRequest{Subject: name, Public: info.Public, NotAfter: pki.ValidFor(*days)}, signer)
 	if err != nil {
 		return fail(fmt.Errorf("pkcs11 generate: signing the certificate on the token: %w", err))
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return fail(err)
 	}
 	if err := b.StoreCertificates(ctx, info.Ref, []*x509.Certificate{cert}); err != nil {
 		return fail(err)
 	}
 	var csr []byte
 	if *csrPath != "" {
-		csr, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: name, SignatureAlgorithm: x509.SHA256WithRSA}, signer)
+		csr, err = pki.NewCSR(name, signer)
 		if err != nil {
 			return fail(fmt.Errorf("pkcs11 generate: signing the CSR on the token: %w", err))
 		}
@@ -200,7 +191,7 @@ func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
 		*bits, cert.Subject, cert.NotAfter.UTC().Format(time.DateOnly), info.Ref)
 	// The key is made and stored; output files that fail now do not undo it.
 	if *certOut != "" {
-		if err := writePEM(env, *certOut, "CERTIFICATE", der); err != nil {
+		if err := writePEM(env, *certOut, "CERTIFICATE", cert.Raw); err != nil {
 			return fmt.Errorf("the key was generated, but the certificate was not written: %w", err)
 		}
 		fmt.Fprintf(env.stdout, "wrote certificate %s\n", *certOut)

@@ -153,7 +153,7 @@ func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
 	if *subject == "" {
 		return errors.New("transit csr: -subject is required")
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("transit csr: -subject: %w", err)
 	}
