@@ -38,14 +38,18 @@ func TestOptionsValidation(t *testing.T) {
 		{"timeout", Options{Region: "eu-west-1", Timeout: "-1s"}, "timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Open(context.Background(), "kms", tc.o)
+			_, err := Open(context.Background(), backends.Instance{Name: "kms"}, tc.o)
 			if !errors.Is(err, backends.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Open(%+v) = %v, want ErrInvalidConfig mentioning %q", tc.o, err, tc.want)
+			}
+			var be *backends.Error
+			if !errors.As(err, &be) || be.Backend != "kms" || be.Type != Type || !strings.HasPrefix(err.Error(), `awskms "kms" configure: `) {
+				t.Errorf("Open = %v; want a backends.Error naming instance kms of type awskms", err)
 			}
 		})
 	}
 	for _, ep := range []string{"https://kms.eu-west-1.amazonaws.com", "http://127.0.0.1:4566", "http://localhost:8080/", "http://[::1]:9"} {
-		if _, err := Open(context.Background(), "kms", Options{Region: "eu-west-1", Endpoint: ep}); err != nil {
+		if _, err := Open(context.Background(), backends.Instance{Name: "kms"}, Options{Region: "eu-west-1", Endpoint: ep}); err != nil {
 			t.Errorf("endpoint %s: %v", ep, err)
 		}
 	}
@@ -67,7 +71,7 @@ max_attempts = 3
 		}
 		return err
 	}
-	b, err := backends.Open(context.Background(), "awskms", "kms", decode)
+	b, err := backends.Open(context.Background(), "awskms", backends.Instance{Name: "kms"}, decode)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,13 +80,13 @@ max_attempts = 3
 		t.Fatalf("Health with credentials from the environment: %v", err)
 	}
 	bad := func(v any) error { return errors.New(`unknown key "access_key"`) }
-	if _, err := backends.Open(context.Background(), "awskms", "kms", bad); !errors.Is(err, backends.ErrInvalidConfig) {
+	if _, err := backends.Open(context.Background(), "awskms", backends.Instance{Name: "kms"}, bad); !errors.Is(err, backends.ErrInvalidConfig) {
 		t.Errorf("decode error: %v", err)
 	}
 }
 
 func TestPKCS1v15Refused(t *testing.T) {
-	b, err := Open(context.Background(), "recordings-kms", Options{Region: "eu-west-1"})
+	b, err := Open(context.Background(), backends.Instance{Name: "recordings-kms"}, Options{Region: "eu-west-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

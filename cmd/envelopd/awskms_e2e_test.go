@@ -61,7 +61,7 @@ func TestAWSKMSDaemonEndToEnd(t *testing.T) {
 
 	// KMS keys: one named by key id only, one with a certificate minted by
 	// a CA, one for the mixed tenant.
-	kb, err := awskms.Open(ctx, "kms", awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
+	kb, err := awskms.Open(ctx, backends.Instance{Name: "kms"}, awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
 	if err != nil {
 		t.Fatal(err)
 	}

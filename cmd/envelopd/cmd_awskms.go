@@ -69,7 +69,7 @@ func (f *kmsFlags) open(ctx context.Context, env *cliEnv) (*awskms.Backend, erro
 	if region == "" {
 		return nil, errors.New("awskms: no region: give -region or set AWS_REGION")
 	}
-	return awskms.Open(ctx, "awskms", awskms.Options{Region: region, Endpoint: f.endpoint, Profile: f.profile})
+	return awskms.Open(ctx, backends.Instance{}, awskms.Options{Region: region, Endpoint: f.endpoint, Profile: f.profile})
 }
 
 func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {

@@ -79,7 +79,7 @@ func (f *pkcs11Flags) open(ctx context.Context, cmd string) (*pkcs11.Backend, er
 	case f.token != "" && f.serial != "":
 		return nil, fmt.Errorf("pkcs11 %s: give -token or -serial, not both", cmd)
 	}
-	return pkcs11.Open(ctx, "", pkcs11.Options{Module: f.module, TokenLabel: f.token, TokenSerial: f.serial, PIN: f.pin, MaxSessions: 2})
+	return pkcs11.Open(ctx, backends.Instance{}, pkcs11.Options{Module: f.module, TokenLabel: f.token, TokenSerial: f.serial, PIN: f.pin, MaxSessions: 2})
 }
 
 func pkcs11List(ctx context.Context, env *cliEnv, args []string) error {

@@ -73,7 +73,7 @@ func (f *transitFlags) open(ctx context.Context, cmd string) (*transit.Backend, 
 	case f.name == "":
 		return nil, fmt.Errorf("transit %s: -name is required", cmd)
 	}
-	return transit.Open(ctx, "transit", transit.Options{
+	return transit.Open(ctx, backends.Instance{}, transit.Options{
 		Address: f.address, Token: f.token, Mount: f.mount, Namespace: f.namespace,
 		CACert: f.caCert, TLSServerName: f.serverName,
 	})
