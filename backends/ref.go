@@ -24,8 +24,14 @@ type Ref struct {
 }
 
 // ParseRef parses s. For a scheme with Attributes (pkcs11) it parses the
-// RFC 7512 path attributes (query attributes after '?' are ignored, but a
-// pin-value is refused: PINs are configured on the backend).
+// RFC 7512 path attributes. Query attributes (after '?') are left in Opaque for the
+// backend, except a PIN by value: pin-value (in any case or
+// percent-encoding) is refused here, whatever the backend, because key
+// references are written to configuration files, logs and audit lines. A
+// pin-source only names where a PIN is; the pkcs11 backend refuses it too,
+// since its PIN is the backend's own "pin" setting, a secret reference
+// (env:NAME, file:PATH, pass:VALUE) used for the one login all its keys
+// share. The error never repeats the query.
 func ParseRef(s string) (Ref, error) {
 	if s == "" {
 		return Ref{}, fmt.Errorf("empty key reference")
@@ -38,8 +44,8 @@ func ParseRef(s string) (Ref, error) {
 	r := Ref{Scheme: scheme, Opaque: rest}
 	if sch.Attributes {
 		path, query, _ := strings.Cut(rest, "?")
-		if strings.Contains(query, "pin-value") {
-			return Ref{}, fmt.Errorf("%s reference: pin-value is not accepted in a key reference; configure the backend's pin", scheme)
+		if hasPINValue(query) {
+			return Ref{}, fmt.Errorf("%s reference: a PIN by value (pin-value) is never accepted in a key reference; configure the backend's pin as a secret reference", scheme)
 		}
 		r.Attrs = map[string]string{}
 		for _, part := range strings.Split(path, ";") {
@@ -63,6 +69,17 @@ func ParseRef(s string) (Ref, error) {
 		}
 	}
 	return r, nil
+}
+
+// hasPINValue reports whether an RFC 7512 query names pin-value, in any
+// case, raw or percent-encoded. It errs on the side of refusing: any
+// mention counts, not only a well-formed attribute.
+func hasPINValue(query string) bool {
+	q := strings.ToLower(query)
+	if dq, err := url.PathUnescape(query); err == nil {
+		q += "&" + strings.ToLower(dq)
+	}
+	return strings.Contains(q, "pin-value")
 }
 
 // String formats r back into a reference.

@@ -71,8 +71,10 @@
 // tag) is the same external error (400 decrypt_failed): no padding oracle.
 // Logs and audit lines never contain key material or tokens. If the audit
 // log cannot be written a key operation fails with 503 before anything is
-// released; streams write a "started" line before the first byte and a final
-// line with the byte count and outcome.
+// released. Decrypt, unwrap and rewrap write a "started" line naming the
+// key, durably, before the private key is used (the RSA unwrap, and the GCM
+// tag check that follows it), then a final line with the byte count and
+// outcome; encrypt writes its "started" line before the first byte.
 //
 // # Limitations
 //

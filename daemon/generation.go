@@ -387,6 +387,12 @@ func (rt *generation) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey
 // resolver finds private keys for an envelope's recipients, by identifier,
 // among the keys of the tenants the caller may use. It remembers the key it
 // handed out, for the audit line.
+//
+// Before the first private-key operation through a key it hands out, it
+// calls begin (the call's "started" audit line, written durably): no key is
+// touched, and nothing that follows the unwrap (a GCM tag check) runs, for
+// a request the audit log does not know about. Every endpoint that unwraps
+// gets its resolver from call.keyResolver and so keeps that rule.
 type resolver struct {
 	rt      *generation
 	ctx     context.Context
@@ -395,6 +401,12 @@ type resolver struct {
 	used    *tenantKey
 	// observe reports one backend operation (metrics).
 	observe func(k *tenantKey, d time.Duration, err error)
+	// begin is called once, before the first private-key operation, with
+	// the key about to be used; its error stops the operation.
+	begin func(k *tenantKey) error
+
+	mu    sync.Mutex
+	begun bool
 }
 
 var _ envelope.KeyResolver = (*resolver)(nil)
@@ -415,14 +427,32 @@ func (r *resolver) ResolveRecipient(ri *envelope.RecipientInfo) (crypto.Decrypte
 			return nil, err
 		}
 		r.used = k
-		return &observedDecrypter{ctx: r.ctx, key: key, timeout: r.timeout, k: k, observe: r.observe}, nil
+		return &observedDecrypter{r: r, ctx: r.ctx, key: key, timeout: r.timeout, k: k, observe: r.observe}, nil
 	}
 	return nil, envelope.ErrNoRecipient
 }
 
+// start runs begin for k once; a failed begin is tried again next time.
+func (r *resolver) start(k *tenantKey) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.begun {
+		return nil
+	}
+	if r.begin != nil {
+		if err := r.begin(k); err != nil {
+			return err
+		}
+	}
+	r.begun = true
+	return nil
+}
+
 // observedDecrypter adapts a backend key to crypto.Decrypter with a
 // deadline (limits.backend_timeout) per call, and times calls for metrics.
+// Each call first makes sure its resolver's begin ran.
 type observedDecrypter struct {
+	r       *resolver
 	ctx     context.Context
 	key     backends.Key
 	timeout time.Duration
@@ -433,6 +463,9 @@ type observedDecrypter struct {
 func (o *observedDecrypter) Public() crypto.PublicKey { return o.key.Public() }
 
 func (o *observedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	if err := o.r.start(o.k); err != nil {
+		return nil, err
+	}
 	ctx, cancel := withTimeout(o.ctx, o.timeout)
 	defer cancel()
 	start := time.Now()

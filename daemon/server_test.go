@@ -65,6 +65,9 @@ type inproc struct {
 	logs   *testenv.SyncBuffer
 	cert   *testenv.Cert
 	dir    string
+	// probe counts the private-key operations of the "ks" backend and
+	// injects its faults.
+	probe *probeState
 }
 
 func startInProcess(t *testing.T, limits string) *inproc {
@@ -93,7 +96,8 @@ audit_log = "-"
 [limits]
 %s
 [backends.ks]
-type = "file"
+type = "probe"
+probe = %q
 keystore = %q
 password = "pass:pw-pw-pw-pw"
 [[tenants]]
@@ -106,8 +110,8 @@ name = "t"
 name = "me"
 uid = %d
 tenants = ["*"]
-allow = ["encrypt", "datakey", "decrypt", "unwrap"]
-`, sock, filepath.Join(dir, "data"), limits, filepath.Join(dir, "ks"), os.Getuid())
+allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
+`, sock, filepath.Join(dir, "data"), limits, dir, filepath.Join(dir, "ks"), os.Getuid())
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	aw := &switchWriter{}
@@ -137,7 +141,7 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap"]
 		return d.DialContext(ctx, "unix", sock)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cert: c, dir: dir}
+	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cert: c, dir: dir, probe: probeFor(dir)}
 }
 
 func TestAuditFailureFailsKeyOperations(t *testing.T) {

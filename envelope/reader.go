@@ -31,6 +31,17 @@ type Reader struct {
 	mac     []byte         // GCM tag, known after the content
 	aad     []byte         // DER of authAttrs (SET) if present
 	used    bool
+	raw     rawParts // the encodings Rewrap copies
+}
+
+// rawParts are the encodings of the envelope's fields, as read, for
+// Rewrap: everything but the content and the outer headers.
+type rawParts struct {
+	version    []byte // EnvelopedData version
+	originator []byte // originatorInfo [0], if present
+	ris        tlv    // recipientInfos SET
+	eciFields  []byte // EncryptedContentInfo contentType and contentEncryptionAlgorithm
+	after      []byte // the elements after EncryptedContentInfo (attributes, mac)
 }
 
 var top = frame{what: "input", end: -1}
@@ -254,14 +265,17 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseSmallInt(&t); err != nil {
 		return fmt.Errorf("%s version: %w", what, err)
 	}
+	r.raw.version = t.raw
 	if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 		return err
 	}
 	if t.is(classContext, 0) { // originatorInfo: certificates we do not need
+		r.raw.originator = t.raw
 		if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 			return err
 		}
 	}
+	r.raw.ris = t
 	var skipped int
 	if r.hdr.Recipients, skipped, err = parseRecipientInfos(&t); err != nil {
 		return err
@@ -281,9 +295,11 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseOID(&t); err != nil {
 		return err
 	}
+	r.raw.eciFields = bytes.Clone(t.raw)
 	if t, err = s.readElem(r.eci, "contentEncryptionAlgorithm"); err != nil {
 		return err
 	}
+	r.raw.eciFields = append(r.raw.eciFields, t.raw...)
 	if r.hdr.Cipher, r.hdr.IV, err = parseContentAlg(&t, r.hdr.Authenticated); err != nil {
 		return err
 	}
@@ -342,6 +358,7 @@ func (r *Reader) finish() error {
 			return nil, err
 		}
 		t, err := s.readElem(r.ed, what)
+		r.raw.after = append(r.raw.after, t.raw...)
 		return &t, err
 	}
 	if r.hdr.Authenticated {
@@ -361,6 +378,7 @@ func (r *Reader) finish() error {
 		if err != nil {
 			return err
 		}
+		r.raw.after = append(r.raw.after, m.raw...)
 		if !m.is(classUniversal, tagOctetString) {
 			return malformed("mac: expected OCTET STRING")
 		}
@@ -416,12 +434,15 @@ func ParseHeader(b []byte) (*Header, error) {
 // usually yields a random data key and only the content reveals it. Errors
 // of kr or of the key that are not decryption failures (backend
 // unavailable, cancelled) are returned wrapped.
-func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
+func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) { return unwrapKey(&r.hdr, kr) }
+
+// unwrapKey is UnwrapKey for the recipients of hdr.
+func unwrapKey(hdr *Header, kr KeyResolver) (*DataKey, error) {
 	if kr == nil {
 		return nil, ErrNoRecipient
 	}
-	for i := range r.hdr.Recipients {
-		ri := r.hdr.Recipients[i]
+	for i := range hdr.Recipients {
+		ri := hdr.Recipients[i]
 		dec, err := kr.ResolveRecipient(&ri)
 		if errors.Is(err, ErrNoRecipient) {
 			continue
@@ -430,9 +451,9 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 			return nil, err
 		}
 		if ri.Transport == 0 {
-			return nil, unsupported("%s", r.hdr.Recipients[i].Unsupported)
+			return nil, unsupported("%s", hdr.Recipients[i].Unsupported)
 		}
-		n := r.hdr.Cipher.KeySize()
+		n := hdr.Cipher.KeySize()
 		var key []byte
 		if ri.Transport == RSAPKCS1v15 {
 			key, err = dec.Decrypt(rand.Reader, ri.EncryptedKey, &rsa.PKCS1v15DecryptOptions{SessionKeyLen: n})
@@ -449,7 +470,7 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 		if len(key) != n {
 			return nil, ErrDecrypt
 		}
-		return &DataKey{Cipher: r.hdr.Cipher, Key: key, IV: bytes.Clone(r.hdr.IV)}, nil
+		return &DataKey{Cipher: hdr.Cipher, Key: key, IV: bytes.Clone(hdr.IV)}, nil
 	}
 	return nil, ErrNoRecipient
 }

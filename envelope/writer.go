@@ -1,12 +1,14 @@
 package envelope
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/envelopd/envelopd/internal/gcmstream"
@@ -621,42 +623,26 @@ type headerParts struct {
 	afterECI  []byte // unprotectedAttrs (raw)
 }
 
+// parseHeaderParts parses header with the reader (so that it accepts
+// exactly what ParseHeader accepts, under the same per-element nesting and
+// size budgets) and returns its raw elements.
 func parseHeaderParts(header []byte) (*headerParts, error) {
-	h, err := ParseHeader(header)
+	r, err := NewReader(bytes.NewReader(header))
 	if err != nil {
 		return nil, err
 	}
+	h := r.Header()
 	if h.Authenticated {
 		return nil, unsupported("splicing an AuthEnvelopedData")
 	}
 	if h.ContentPresent {
 		return nil, fmt.Errorf("envelope: splice: the header already carries content")
 	}
-	der, err := unPEM(header)
-	if err != nil {
-		return nil, err
-	}
-	ci, err := parseOne(der)
-	if err != nil {
-		return nil, err
-	}
-	// ParseHeader validated the shape: ContentInfo{oid, [0]{EnvelopedData}}.
-	ed := &ci.kids[1].kids[0]
-	p := &headerParts{}
-	for i := range ed.kids {
-		k := &ed.kids[i]
-		if k.is(classUniversal, tagSequence) {
-			for j := range k.kids {
-				p.eciFields = append(p.eciFields, k.kids[j].raw...)
-			}
-			for _, a := range ed.kids[i+1:] {
-				p.afterECI = append(p.afterECI, a.raw...)
-			}
-			return p, nil
-		}
-		p.beforeECI = append(p.beforeECI, k.raw...)
-	}
-	return nil, malformed("no EncryptedContentInfo")
+	return &headerParts{
+		beforeECI: slices.Concat(r.raw.version, r.raw.originator, r.raw.ris.raw),
+		eciFields: r.raw.eciFields,
+		afterECI:  r.raw.after,
+	}, nil
 }
 
 func (p *headerParts) splicePrefix(ctLen int64) []byte {

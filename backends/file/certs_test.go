@@ -145,7 +145,7 @@ func TestFormatV2Checks(t *testing.T) {
 	if err != nil || v != formatV2 {
 		t.Fatalf("encodePayload: version %d, %v", v, err)
 	}
-	if _, err := decodePayload(pt, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "not one of the entry's key") {
+	if _, err := decodePayload(pt, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "not a certificate of the entry's key") {
 		t.Errorf("mismatched other chain: %v", err)
 	}
 	salt := make([]byte, saltSize)
