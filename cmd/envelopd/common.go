@@ -1,7 +1,8 @@
 package main
 
 // Plumbing shared by the commands with subcommands (keystore, pkcs11,
-// transit, awskms): dispatch and PEM outputs.
+// transit, awskms): dispatch, the open-act-close shape of a backend
+// subcommand, and PEM outputs.
 
 import (
 	"context"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // subcommand is one verb of a command such as "envelopd transit generate".
@@ -43,6 +45,33 @@ func runSubcommand(ctx context.Context, env *cliEnv, cmd, usage string, subs []s
 	fmt.Fprintf(env.stderr, "envelopd %s: unknown subcommand %q\n", cmd, args[0])
 	fmt.Fprint(env.stderr, usage)
 	return errUsage
+}
+
+// backendFlags are the flags by which a backend subcommand reaches its
+// backend (a keystore file, a token, Vault, KMS).
+type backendFlags[B io.Closer] interface {
+	// open checks the connection flags and opens the backend; cmd names
+	// the subcommand in errors.
+	open(ctx context.Context, env *cliEnv, cmd string) (B, error)
+	// limit is the subcommand's overall time limit (-timeout); 0 is none.
+	limit() time.Duration
+}
+
+// withBackend is the shape of every backend subcommand once its own flags
+// are checked: within f's time limit it opens the backend, runs act (which
+// does the work and prints), and closes the backend whatever act returns.
+func withBackend[B io.Closer](ctx context.Context, env *cliEnv, cmd string, f backendFlags[B], act func(ctx context.Context, b B) error) error {
+	if d := f.limit(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	b, err := f.open(ctx, env, cmd)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return act(ctx, b)
 }
 
 // writeOutput writes what fill writes to path (stdout for "" or "-") with
