@@ -300,7 +300,7 @@ func (s *Server) handleCertUpload(c *call) error {
 		s.metrics.Error("not_key_owner")
 		ev.Outcome = "denied"
 		ev.Error = "not_key_owner"
-		if err := s.audit.Log(ev); err != nil {
+		if err := s.logAudit(ev); err != nil {
 			s.log.Error("audit log write failed", "error", err)
 		}
 		return errNotOwner(t.name)
@@ -324,7 +324,11 @@ func (s *Server) handleCertUpload(c *call) error {
 	if opErr != nil {
 		return opErr
 	}
-	nrt := s.rt.Load()
+	nrt := s.acquireGeneration()
+	if nrt == nil {
+		return errShuttingDown
+	}
+	defer nrt.release()
 	for _, k := range nrt.tenants[t.name].keys {
 		if k.id == req.ID {
 			return c.writeJSON(http.StatusCreated, nrt.tenants[t.name].describe(k))

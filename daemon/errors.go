@@ -91,6 +91,8 @@ func classify(err error) *apiError {
 	// Decryption failures first and all alike: no oracle.
 	case errors.Is(err, envelope.ErrDecrypt), errors.Is(err, backends.ErrDecrypt):
 		return &apiError{status: errDecryptExternal.status, code: errDecryptExternal.code, message: errDecryptExternal.message, err: err}
+	case errors.Is(err, envelope.ErrStageLimit):
+		return stagingTooLarge(err)
 	case errors.Is(err, envelope.ErrNoRecipient):
 		return &apiError{status: http.StatusNotFound, code: "unknown_recipient", message: "no key of a tenant you may use is a recipient of this envelope", err: err}
 	case errors.Is(err, envelope.ErrTruncated):
