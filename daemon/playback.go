@@ -136,7 +136,7 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 	sess.etag = playETag(tc.Storage, sess.obj)
 	sess.staging = c.rt.cfg.Playback.StagingDir
 	// A GCM recording is read whole at creation: take a stream slot.
-	done, err := c.acquireStream()
+	done, err := c.acquireStream(sess.tenant)
 	if err != nil {
 		return err
 	}
@@ -315,7 +315,7 @@ func (s *Server) handlePlay(c *call) error {
 		c.w.WriteHeader(status)
 		return nil
 	}
-	done, err := c.acquireStream()
+	done, err := c.acquireStream(sess.tenant)
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,6 @@ func (s *Server) handlePlay(c *call) error {
 	if err != nil {
 		return s.playFailed(c, sess, err)
 	}
-	c.startStream()
 	c.w.WriteHeader(status)
 	out := meteredWriter{c.w, s}
 	written := int64(first)
@@ -371,12 +370,6 @@ func (m meteredWriter) Write(p []byte) (int, error) {
 	n, err := m.w.Write(p)
 	m.s.metrics.AddBytes("playback", "out", int64(n))
 	return n, err
-}
-
-// startStream makes every further write wait at most idle_timeout for the
-// client to read.
-func (c *call) startStream() {
-	c.w.rc, c.w.stall = http.NewResponseController(c.w), c.rt.cfg.Limits.IdleTimeout.Duration
 }
 
 // playFailed reports a failure before the first byte of a play request;
@@ -450,7 +443,7 @@ func (s *Server) recheck(c *call, sess *playSession) error {
 		ev.Outcome = "denied"
 		ev.Error = "forbidden"
 		ev.KeyID = sess.keyID
-		if err := s.audit.Log(ev); err != nil {
+		if err := s.logAudit(ev); err != nil {
 			s.log.Error("audit log write failed", "error", err)
 		}
 		return errDenied

@@ -139,4 +139,6 @@ var (
 	ErrMalformed   = errors.New("envelope: malformed")
 	ErrUnsupported = errors.New("envelope: unsupported")
 	ErrTruncated   = errors.New("envelope: truncated")
+	// ErrStageLimit: an AES-GCM content is larger than Reader.StageLimit.
+	ErrStageLimit = errors.New("envelope: AES-GCM content larger than the staging limit")
 )

@@ -25,6 +25,18 @@ type Reader struct {
 	// Budget bounds the chunks that CBC decryption reads ahead, shared
 	// with other streams (see Budget). Nil means DefaultBudget.
 	Budget *Budget
+	// StageLimit bounds the ciphertext Decrypt may stage for one AES-GCM
+	// envelope, in bytes; beyond it Decrypt stops and returns an error
+	// wrapping ErrStageLimit. 0 means no limit but the format's (2^36-32
+	// bytes).
+	StageLimit int64
+	// Stage, if set, is called before each piece of ciphertext is staged,
+	// with its size in bytes; an error stops Decrypt, which returns it
+	// wrapped. It lets a caller share one budget among many readers (the
+	// daemon's limit on all staged bytes). The staged bytes are released
+	// when the plaintext reader is closed or Decrypt fails; the caller
+	// knows when that is.
+	Stage func(n int64) error
 
 	hdr     Header
 	s       *stream
