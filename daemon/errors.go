@@ -73,6 +73,9 @@ func classify(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	if ae := classifyStorage(err); ae != nil {
+		return ae
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &apiError{status: http.StatusRequestEntityTooLarge, code: "too_large", message: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), err: err}
@@ -88,6 +91,8 @@ func classify(err error) *apiError {
 	// Decryption failures first and all alike: no oracle.
 	case errors.Is(err, envelope.ErrDecrypt), errors.Is(err, backends.ErrDecrypt):
 		return &apiError{status: errDecryptExternal.status, code: errDecryptExternal.code, message: errDecryptExternal.message, err: err}
+	case errors.Is(err, envelope.ErrStageLimit):
+		return stagingTooLarge(err)
 	case errors.Is(err, envelope.ErrNoRecipient):
 		return &apiError{status: http.StatusNotFound, code: "unknown_recipient", message: "no key of a tenant you may use is a recipient of this envelope", err: err}
 	case errors.Is(err, envelope.ErrTruncated):
@@ -102,6 +107,8 @@ func classify(err error) *apiError {
 		return &apiError{status: http.StatusServiceUnavailable, code: "backend_refused", message: "a key backend refused the operation", err: err}
 	case errors.Is(err, backends.ErrNotSupported):
 		return &apiError{status: http.StatusBadRequest, code: "not_supported", message: "the key backend cannot do this", err: err}
+	case errors.Is(err, backends.ErrExists):
+		return &apiError{status: http.StatusConflict, code: "exists", message: "a backend key of that name already exists: choose another key name", err: err}
 	case errors.Is(err, backends.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: "not_found", message: "not found", err: err}
 	case errors.Is(err, context.DeadlineExceeded):

@@ -22,6 +22,21 @@ type Reader struct {
 	// envelope while it authenticates it (an unlinked file, removed before
 	// use). Empty means os.TempDir().
 	TempDir string
+	// Budget bounds the chunks that CBC decryption reads ahead, shared
+	// with other streams (see Budget). Nil means DefaultBudget.
+	Budget *Budget
+	// StageLimit bounds the ciphertext Decrypt may stage for one AES-GCM
+	// envelope, in bytes; beyond it Decrypt stops and returns an error
+	// wrapping ErrStageLimit. 0 means no limit but the format's (2^36-32
+	// bytes).
+	StageLimit int64
+	// Stage, if set, is called before each piece of ciphertext is staged,
+	// with its size in bytes; an error stops Decrypt, which returns it
+	// wrapped. It lets a caller share one budget among many readers (the
+	// daemon's limit on all staged bytes). The staged bytes are released
+	// when the plaintext reader is closed or Decrypt fails; the caller
+	// knows when that is.
+	Stage func(n int64) error
 
 	hdr     Header
 	s       *stream
@@ -31,44 +46,28 @@ type Reader struct {
 	mac     []byte         // GCM tag, known after the content
 	aad     []byte         // DER of authAttrs (SET) if present
 	used    bool
-	// parts, when set, collects the raw elements of the EnvelopedData as
-	// they are parsed (for Splice), so that splicing accepts exactly what
-	// the reader accepts, under the same per-element budgets.
-	parts *headerParts
+	raw     rawParts // the encodings Rewrap copies
+}
+
+// rawParts are the encodings of the envelope's fields, as read, for
+// Rewrap: everything but the content and the outer headers.
+type rawParts struct {
+	version    []byte // EnvelopedData version
+	originator []byte // originatorInfo [0], if present
+	ris        tlv    // recipientInfos SET
+	eciFields  []byte // EncryptedContentInfo contentType and contentEncryptionAlgorithm
+	after      []byte // the elements after EncryptedContentInfo (attributes, mac)
 }
 
 var top = frame{what: "input", end: -1}
-
-// partsOf returns where keep records raw elements (a scratch value when
-// nothing is recorded).
-func (r *Reader) partsOf() *headerParts {
-	if r.parts == nil {
-		return &headerParts{}
-	}
-	return r.parts
-}
-
-// keep appends the raw encoding of t to *dst when the reader records the
-// EnvelopedData's elements.
-func (r *Reader) keep(dst *[]byte, t *tlv) {
-	if r.parts != nil {
-		*dst = append(*dst, t.raw...)
-	}
-}
 
 // NewReader reads src up to the start of the encrypted content (or, for a
 // header-only envelope, to its end). It detects PEM ("PKCS7" or "CMS"),
 // DER and BER. Errors wrap ErrMalformed, ErrTruncated or ErrUnsupported
 // (naming the algorithm or content type).
 func NewReader(src io.Reader) (*Reader, error) {
-	return newReader(src, nil)
-}
-
-// newReader is NewReader; parts, if not nil, receives the raw elements of
-// the EnvelopedData.
-func newReader(src io.Reader, parts *headerParts) (*Reader, error) {
 	br := bufio.NewReaderSize(src, 64<<10)
-	r := &Reader{hdr: Header{Encoding: "DER", ContentLength: -1}, parts: parts}
+	r := &Reader{hdr: Header{Encoding: "DER", ContentLength: -1}}
 	pemInput, err := sniffPEM(br)
 	if err != nil {
 		return nil, err
@@ -224,6 +223,26 @@ func (b *b64Errors) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// unPEM returns the DER/BER bytes of an in-memory envelope. It decodes PEM
+// with the streaming decoder NewReader uses, so that the two accept the
+// same inputs.
+func unPEM(b []byte) ([]byte, error) {
+	br := bufio.NewReader(bytes.NewReader(b))
+	pemInput, err := sniffPEM(br)
+	if err != nil || !pemInput {
+		return b, err
+	}
+	body, err := pemDecoder(br)
+	if err != nil {
+		return nil, err
+	}
+	der, err := io.ReadAll(body)
+	if err != nil {
+		return nil, eofToTrunc(err)
+	}
+	return der, nil
+}
+
 func (r *Reader) parseHeader() error {
 	s := r.s
 	var err error
@@ -261,17 +280,17 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseSmallInt(&t); err != nil {
 		return fmt.Errorf("%s version: %w", what, err)
 	}
-	r.keep(&r.partsOf().beforeECI, &t)
+	r.raw.version = t.raw
 	if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 		return err
 	}
 	if t.is(classContext, 0) { // originatorInfo: certificates we do not need
-		r.keep(&r.partsOf().beforeECI, &t)
+		r.raw.originator = t.raw
 		if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 			return err
 		}
 	}
-	r.keep(&r.partsOf().beforeECI, &t)
+	r.raw.ris = t
 	var skipped int
 	if r.hdr.Recipients, skipped, err = parseRecipientInfos(&t); err != nil {
 		return err
@@ -291,11 +310,11 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseOID(&t); err != nil {
 		return err
 	}
-	r.keep(&r.partsOf().eciFields, &t)
+	r.raw.eciFields = bytes.Clone(t.raw)
 	if t, err = s.readElem(r.eci, "contentEncryptionAlgorithm"); err != nil {
 		return err
 	}
-	r.keep(&r.partsOf().eciFields, &t)
+	r.raw.eciFields = append(r.raw.eciFields, t.raw...)
 	if r.hdr.Cipher, r.hdr.IV, err = parseContentAlg(&t, r.hdr.Authenticated); err != nil {
 		return err
 	}
@@ -354,6 +373,7 @@ func (r *Reader) finish() error {
 			return nil, err
 		}
 		t, err := s.readElem(r.ed, what)
+		r.raw.after = append(r.raw.after, t.raw...)
 		return &t, err
 	}
 	if r.hdr.Authenticated {
@@ -373,6 +393,7 @@ func (r *Reader) finish() error {
 		if err != nil {
 			return err
 		}
+		r.raw.after = append(r.raw.after, m.raw...)
 		if !m.is(classUniversal, tagOctetString) {
 			return malformed("mac: expected OCTET STRING")
 		}
@@ -385,14 +406,8 @@ func (r *Reader) finish() error {
 		if _, err := opt(2, "unauthAttrs"); err != nil {
 			return err
 		}
-	} else {
-		t, err := opt(1, "unprotectedAttrs")
-		if err != nil {
-			return err
-		}
-		if t != nil {
-			r.keep(&r.partsOf().afterECI, t)
-		}
+	} else if _, err := opt(1, "unprotectedAttrs"); err != nil {
+		return err
 	}
 	if err := s.close(r.ed); err != nil {
 		return err
@@ -434,12 +449,15 @@ func ParseHeader(b []byte) (*Header, error) {
 // usually yields a random data key and only the content reveals it. Errors
 // of kr or of the key that are not decryption failures (backend
 // unavailable, cancelled) are returned wrapped.
-func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
+func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) { return unwrapKey(&r.hdr, kr) }
+
+// unwrapKey is UnwrapKey for the recipients of hdr.
+func unwrapKey(hdr *Header, kr KeyResolver) (*DataKey, error) {
 	if kr == nil {
 		return nil, ErrNoRecipient
 	}
-	for i := range r.hdr.Recipients {
-		ri := r.hdr.Recipients[i]
+	for i := range hdr.Recipients {
+		ri := hdr.Recipients[i]
 		dec, err := kr.ResolveRecipient(&ri)
 		if errors.Is(err, ErrNoRecipient) {
 			continue
@@ -448,9 +466,9 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 			return nil, err
 		}
 		if ri.Transport == 0 {
-			return nil, unsupported("%s", r.hdr.Recipients[i].Unsupported)
+			return nil, unsupported("%s", hdr.Recipients[i].Unsupported)
 		}
-		n := r.hdr.Cipher.KeySize()
+		n := hdr.Cipher.KeySize()
 		var key []byte
 		if ri.Transport == RSAPKCS1v15 {
 			key, err = dec.Decrypt(rand.Reader, ri.EncryptedKey, &rsa.PKCS1v15DecryptOptions{SessionKeyLen: n})
@@ -467,7 +485,7 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 		if len(key) != n {
 			return nil, ErrDecrypt
 		}
-		return &DataKey{Cipher: r.hdr.Cipher, Key: key, IV: bytes.Clone(r.hdr.IV)}, nil
+		return &DataKey{Cipher: hdr.Cipher, Key: key, IV: bytes.Clone(hdr.IV)}, nil
 	}
 	return nil, ErrNoRecipient
 }
@@ -508,7 +526,7 @@ func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 	if r.hdr.Authenticated {
 		return r.decryptGCM(dk)
 	}
-	return newCBCReader(r.content, dk)
+	return newCBCReader(r.content, dk, r.Budget)
 }
 
 // DecryptDetached decrypts a separate raw ciphertext stream (as
@@ -525,13 +543,13 @@ func (r *Reader) DecryptDetached(kr KeyResolver, ciphertext io.Reader) (io.ReadC
 	if err != nil {
 		return nil, err
 	}
-	return newCBCReader(ciphertext, dk)
+	return newCBCReader(ciphertext, dk, r.Budget)
 }
 
 // DecryptContent returns the plaintext of raw CBC content encrypted with dk
 // (as EncryptContent writes it). Padding is checked at the end; a bad
 // padding is ErrDecrypt. The returned reader is also an io.Closer and an
-// io.WriterTo.
+// io.WriterTo. It reads ahead within DefaultBudget.
 func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if err := dk.check(); err != nil {
 		return nil, err
@@ -539,5 +557,5 @@ func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if dk.Cipher.IsGCM() {
 		return nil, unsupported("raw content with %v", dk.Cipher)
 	}
-	return newCBCReader(src, dk)
+	return newCBCReader(src, dk, nil)
 }

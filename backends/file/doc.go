@@ -1,24 +1,31 @@
 // Package file is envelopd's embedded key store: one encrypted file of named
 // entries, registered as backend type "file".
 //
-// Each entry maps an alias to an RSA private key, its certificate chain (leaf
-// first, optional) and metadata: when it was created or imported, where it
-// came from (generated, imported from PEM, migrated from a JKS or PKCS#12
+// Each entry maps an alias to an RSA private key, its certificate chains
+// (leaf first, optional) and metadata: when it was created or imported, where
+// it came from (generated, imported from PEM, migrated from a JKS or PKCS#12
 // keystore) and its state, active or retired. Key references are a bare
 // alias or "file:alias".
+//
+// An entry may hold several certificates of its one key
+// ([Keystore.SetCertificate]): the CA-signed certificate next to the
+// self-signed one "keystore generate" made, or yearly renewals. One of them
+// is current (Entry.Chain: what encryption policy and export-cert use); the
+// others are kept so that recordings encrypted to them, named by their
+// issuer and serial number, still find the key (Entry.Chains).
 //
 //	[backends.recordings]
 //	type     = "file"
 //	keystore = "/var/lib/envelopd/keys.envks"
 //	password = "file:/etc/envelopd/keystore.pass"   # a secret reference
 //
-// # File format (version 1)
+// # File format (versions 1 and 2)
 //
 // All integers are big-endian. The header is
 //
 //	offset  size  field
 //	0       8     magic "ENVLPDKS"
-//	8       2     format version (1)
+//	8       2     format version (1 or 2)
 //	10      1     KDF id (1 = argon2id)
 //	11      4     argon2id time (passes)
 //	15      4     argon2id memory (KiB)
@@ -44,9 +51,23 @@
 // costs one argon2id evaluation.
 //
 // The payload is JSON: {"entries": [{"alias", "key" (PKCS#8 DER, base64),
-// "chain" ([]DER), "created", "source", "state", "state_changed"}]}. A new
-// version number will be used for any change that older readers would
-// misread; readers refuse versions they do not know.
+// "chain" ([]DER), "created", "source", "state", "state_changed",
+// "other_chains" ([][]DER, version 2 only)}]}. A new version number is
+// used for any change that older readers would misread; readers refuse
+// versions they do not know.
+//
+// Version 2 differs from version 1 only by "other_chains": further
+// certificate chains of the entry's key, leaf first, next to the current
+// one in "chain". The header, key derivation (the HKDF labels still say
+// v1) and sealing are the same. A writer uses version 1 whenever no entry
+// holds more than one chain, so a keystore that does not use the feature
+// stays readable by envelopd builds from before version 2; those refuse a
+// version 2 file with a message naming the version, rather than silently
+// dropping the extra certificates on their next write. Upgrade every
+// envelopd that opens a keystore before adding a second certificate to
+// one of its entries. This build reads both versions
+// (testdata/keystore-v1.envks is a version 1 file written by an older
+// build).
 //
 // Production KDF parameters are [DefaultKDF] (argon2id, 3 passes, 64 MiB,
 // 2 lanes: 0.3 to 0.6 s on the shared development machine, see
@@ -86,11 +107,18 @@
 // bad padding yields random bytes, not an error. OAEP failures are one
 // error, [backends.ErrDecrypt].
 //
+// [Keystore.ExportPKCS12] is the one way a private key leaves the
+// keystore: a PKCS#12 file for offsite backup (PBES2 with AES-256-CBC and
+// PBKDF2-HMAC-SHA-256 at [PKCS12Iterations] iterations, HMAC-SHA-256 MAC),
+// under a password of the caller's, which should be random: PBKDF2 slows
+// guessing far less than the keystore's argon2id does.
+//
 // # Limitations
 //
 // Go cannot guarantee that no copy of a secret survives in memory (the
 // garbage collector moves nothing, but crypto/rsa keeps internal
-// precomputations that cannot be cleared). The whole keystore is loaded and
+// precomputations that cannot be cleared; the PKCS#12 encoder takes its
+// password as a string). The whole keystore is loaded and
 // rewritten on every change, which suits the tens to hundreds of entries a
 // contact centre has, not millions. The password can not be changed yet
 // (the salt is fixed for the life of the file). Stale "<keystore>.tmp-*"

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 const (
 	magic        = "ENVLPDKS"
 	formatV1     = 1
+	formatV2     = 2 // entries may hold several certificate chains
 	kdfArgon2id  = 1
 	nonceSize    = 12
 	kcvSize      = 32
@@ -75,7 +75,9 @@ var (
 	// ErrNotKeystore: the file is not an envelopd keystore at all.
 	ErrNotKeystore error = &keystoreError{"not an envelopd keystore", backends.ErrInvalidConfig}
 	// ErrExists: the keystore or alias already exists.
-	ErrExists = errors.New("already exists")
+	// It is backends.ErrExists, so callers that know only the backend
+	// contract recognise it.
+	ErrExists = backends.ErrExists
 )
 
 func corrupt(format string, args ...any) error {
@@ -137,8 +139,8 @@ func parseHeader(data []byte) (*header, error) {
 		return nil, corrupt("truncated header (%d bytes)", len(data))
 	}
 	h := &header{version: binary.BigEndian.Uint16(data[8:])}
-	if h.version != formatV1 {
-		return nil, fmt.Errorf("%w: format version %d is not supported (this build reads version %d): the file was written by a newer envelopd, or is damaged", backends.ErrNotSupported, h.version, formatV1)
+	if h.version != formatV1 && h.version != formatV2 {
+		return nil, fmt.Errorf("%w: format version %d is not supported (this build reads versions %d and %d): the file was written by a newer envelopd, or is damaged", backends.ErrNotSupported, h.version, formatV1, formatV2)
 	}
 	if data[10] != kdfArgon2id {
 		return nil, corrupt("unknown KDF id %d", data[10])
@@ -198,11 +200,11 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// seal builds a complete file holding payload under d.
-func seal(d *derived, payload []byte) ([]byte, error) {
+// seal builds a complete file of format version holding payload under d.
+func seal(d *derived, version uint16, payload []byte) ([]byte, error) {
 	h := make([]byte, 0, fixedHeader+len(d.salt)+nonceSize+kcvSize+checksumSize)
 	h = append(h, magic...)
-	h = binary.BigEndian.AppendUint16(h, formatV1)
+	h = binary.BigEndian.AppendUint16(h, version)
 	h = append(h, kdfArgon2id)
 	h = binary.BigEndian.AppendUint32(h, d.kdf.Time)
 	h = binary.BigEndian.AppendUint32(h, d.kdf.Memory)
@@ -236,4 +238,8 @@ type storedEntry struct {
 	Source       string    `json:"source,omitempty"`
 	State        State     `json:"state"`
 	StateChanged time.Time `json:"state_changed,omitzero"`
+	// OtherChains (version 2) are further certificate chains of the same
+	// key, leaf first: renewals, or the self-signed certificate that a
+	// CA-signed one replaced as the current one (Chain).
+	OtherChains [][][]byte `json:"other_chains,omitempty"`
 }

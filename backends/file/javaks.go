@@ -27,9 +27,15 @@ const (
 // ReadJavaKeystore reads every RSA private-key entry of a Java keystore, JKS
 // or PKCS#12 (told apart by content, not file name), as keytool makes them
 // (Java 17 writes PKCS#12 with PBES2/AES-256 and an HMAC-SHA-256 MAC). Each
-// entry keeps its alias and certificate chain. Entries are returned sorted
-// by alias; the caller sets Source. Trusted-certificate entries are
-// skipped. A wrong password gives an error wrapping ErrJavaPassword.
+// entry keeps its alias and certificate chain; a PKCS#12 key without a
+// name (no friendlyName attribute, as "openssl pkcs12 -export" without
+// -name and [Keystore.ExportPKCS12] write) has Alias "", for the caller to
+// name (keytool lists such entries as "1", "2", ...). Every certificate of
+// a key in a PKCS#12 file is kept: the one sharing the key's local key id
+// is the current one (Chain), the others go to OtherChains. Entries are
+// returned sorted by alias; the caller sets Source. Trusted-certificate
+// entries are skipped. A wrong password gives an error wrapping
+// ErrJavaPassword.
 func ReadJavaKeystore(data, password []byte) (kind string, entries []ImportEntry, err error) {
 	switch {
 	case len(data) >= 4 && binary.BigEndian.Uint32(data) == 0xFEEDFEED:
@@ -117,7 +123,7 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 		if !ok {
 			return nil, nil
 		}
-		return []ImportEntry{{Alias: "1", Key: rk, Chain: append([]*x509.Certificate{leaf}, cas...)}}, nil
+		return []ImportEntry{{Key: rk, Chain: append([]*x509.Certificate{leaf}, cas...)}}, nil
 	}
 	type keyBag struct {
 		alias, localID string
@@ -125,6 +131,7 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 	}
 	var keys []keyBag
 	var certs []*x509.Certificate
+	var certIDs []string // localKeyId of each of certs
 	for _, b := range blocks {
 		switch b.Type {
 		case "PRIVATE KEY":
@@ -141,29 +148,43 @@ func readPKCS12(data, password []byte) ([]ImportEntry, error) {
 				return nil, fmt.Errorf("PKCS#12 certificate: %v", err)
 			}
 			certs = append(certs, c)
+			certIDs = append(certIDs, b.Headers["localKeyId"])
 		}
 	}
 	var out []ImportEntry
-	for i, kb := range keys {
-		alias := kb.alias
-		if alias == "" {
-			alias = fmt.Sprint(i + 1)
+	for _, kb := range keys {
+		ie := ImportEntry{Alias: kb.alias, Key: kb.key}
+		// Every certificate of the key is kept (envelopd keystore export
+		// writes all of them); the current one is the certificate that
+		// shares the key's local key id, else the first.
+		cur := -1
+		for j, c := range certs {
+			if !kb.key.PublicKey.Equal(c.PublicKey) {
+				continue
+			}
+			chain := buildChain(c, certs)
+			switch {
+			case cur < 0 && kb.localID != "" && certIDs[j] == kb.localID:
+				cur = j
+				if ie.Chain != nil {
+					ie.OtherChains = append([][]*x509.Certificate{ie.Chain}, ie.OtherChains...)
+				}
+				ie.Chain = chain
+			case ie.Chain == nil:
+				ie.Chain = chain
+			default:
+				ie.OtherChains = append(ie.OtherChains, chain)
+			}
 		}
-		out = append(out, ImportEntry{Alias: alias, Key: kb.key, Chain: buildChain(kb.key, certs)})
+		out = append(out, ie)
 	}
 	return out, nil
 }
 
-// buildChain finds key's certificate among certs and follows issuers.
-func buildChain(key *rsa.PrivateKey, certs []*x509.Certificate) []*x509.Certificate {
-	var chain []*x509.Certificate
-	for _, c := range certs {
-		if key.PublicKey.Equal(c.PublicKey) {
-			chain = append(chain, c)
-			break
-		}
-	}
-	for len(chain) > 0 && len(chain) < 10 {
+// buildChain follows issuers from leaf among certs.
+func buildChain(leaf *x509.Certificate, certs []*x509.Certificate) []*x509.Certificate {
+	chain := []*x509.Certificate{leaf}
+	for len(chain) < 10 {
 		last := chain[len(chain)-1]
 		if bytes.Equal(last.RawIssuer, last.RawSubject) {
 			break

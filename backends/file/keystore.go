@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"math/big"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,8 +41,15 @@ type Entry struct {
 	Alias string
 	// Public is the RSA public key of the entry's private key.
 	Public *rsa.PublicKey
-	// Chain is the certificate chain, leaf first; empty for a bare key.
+	// Chain is the current certificate chain, leaf first; empty for a bare
+	// key. Its leaf is the certificate encryption uses and export-cert
+	// writes.
 	Chain []*x509.Certificate
+	// Chains holds every certificate chain of the key, the current one
+	// (Chain) first: a key can have several certificates (a CA-signed one
+	// next to the self-signed one it replaced, renewals). Recipients named
+	// by the issuer and serial of any of their leaves resolve to the key.
+	Chains [][]*x509.Certificate
 	// Created is when the key was generated or imported into this keystore.
 	Created time.Time
 	// Source says where the key came from, e.g. "generated",
@@ -52,12 +60,21 @@ type Entry struct {
 	StateChanged time.Time
 }
 
-// Certificate returns the leaf certificate, or nil.
+// Certificate returns the current leaf certificate, or nil.
 func (e Entry) Certificate() *x509.Certificate {
 	if len(e.Chain) == 0 {
 		return nil
 	}
 	return e.Chain[0]
+}
+
+// Certificates returns the leaf of every chain, the current one first.
+func (e Entry) Certificates() []*x509.Certificate {
+	out := make([]*x509.Certificate, len(e.Chains))
+	for i, c := range e.Chains {
+		out[i] = c[0]
+	}
+	return out
 }
 
 // Expired reports whether the leaf certificate's validity ended before now.
@@ -80,8 +97,8 @@ func (e Entry) Encryptable(now time.Time) bool {
 type entry struct {
 	alias        string
 	key          *rsa.PrivateKey
-	keySum       [32]byte // SHA-256 of the PKCS#8 DER, to reuse parsed keys on reload
-	chain        []*x509.Certificate
+	keySum       [32]byte              // SHA-256 of the PKCS#8 DER, to reuse parsed keys on reload
+	chains       [][]*x509.Certificate // current first; each leaf first, never empty
 	created      time.Time
 	source       string
 	state        State
@@ -89,7 +106,12 @@ type entry struct {
 }
 
 func (e *entry) public() Entry {
-	return Entry{Alias: e.alias, Public: &e.key.PublicKey, Chain: e.chain, Created: e.created, Source: e.source, State: e.state, StateChanged: e.stateChanged}
+	out := Entry{Alias: e.alias, Public: &e.key.PublicKey, Created: e.created, Source: e.source, State: e.state, StateChanged: e.stateChanged}
+	if len(e.chains) > 0 {
+		out.Chain = e.chains[0]
+		out.Chains = e.chains
+	}
+	return out
 }
 
 // Option configures Create and Open.
@@ -98,6 +120,7 @@ type Option func(*options)
 type options struct {
 	kdf         KDFParams
 	lockTimeout time.Duration
+	name        string // the instance name, for errors
 	now         func() time.Time
 }
 
@@ -136,7 +159,7 @@ var (
 )
 
 func newOptions(opts []Option) options {
-	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now}
+	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now, name: Type}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -323,12 +346,24 @@ func decodePayload(pt []byte, cur map[string]*entry) (map[string]*entry, error) 
 			}
 			e.key = rk
 		}
-		for i, der := range se.Chain {
-			c, err := x509.ParseCertificate(der)
+		if len(se.Chain) > 0 {
+			chain, err := parseChain(se.Chain)
 			if err != nil {
-				return nil, corrupt("entry %q: certificate %d: %v", se.Alias, i, err)
+				return nil, corrupt("entry %q: %v", se.Alias, err)
 			}
-			e.chain = append(e.chain, c)
+			e.chains = append(e.chains, chain)
+		} else if len(se.OtherChains) > 0 {
+			return nil, corrupt("entry %q: other certificate chains without a current one", se.Alias)
+		}
+		for i, ders := range se.OtherChains {
+			chain, err := parseChain(ders)
+			if err != nil {
+				return nil, corrupt("entry %q: other chain %d: %v", se.Alias, i+1, err)
+			}
+			if !e.key.PublicKey.Equal(chain[0].PublicKey) {
+				return nil, corrupt("entry %q: other chain %d: the leaf is not a certificate of the entry's key", se.Alias, i+1)
+			}
+			e.chains = append(e.chains, chain)
 		}
 		switch e.state {
 		case StateActive, StateRetired:
@@ -340,7 +375,11 @@ func decodePayload(pt []byte, cur map[string]*entry) (map[string]*entry, error) 
 	return out, nil
 }
 
-func encodePayload(entries map[string]*entry) ([]byte, error) {
+// encodePayload returns the payload JSON and the lowest format version that
+// holds it: 1 unless an entry has more than one certificate chain, so that
+// older readers keep reading the keystores they can read faithfully.
+func encodePayload(entries map[string]*entry) ([]byte, uint16, error) {
+	version := uint16(formatV1)
 	p := storedPayload{Entries: make([]storedEntry, 0, len(entries))}
 	defer func() {
 		for _, se := range p.Entries {
@@ -351,18 +390,44 @@ func encodePayload(entries map[string]*entry) ([]byte, error) {
 		e := entries[alias]
 		der, err := x509.MarshalPKCS8PrivateKey(e.key)
 		if err != nil {
-			return nil, fmt.Errorf("entry %q: %v", alias, err)
+			return nil, 0, fmt.Errorf("entry %q: %v", alias, err)
 		}
 		se := storedEntry{Alias: alias, Key: der, Created: e.created.UTC(), Source: e.source, State: e.state}
 		if !e.stateChanged.IsZero() {
 			se.StateChanged = e.stateChanged.UTC()
 		}
-		for _, c := range e.chain {
-			se.Chain = append(se.Chain, c.Raw)
+		for i, chain := range e.chains {
+			ders := make([][]byte, len(chain))
+			for j, c := range chain {
+				ders[j] = c.Raw
+			}
+			if i == 0 {
+				se.Chain = ders
+			} else {
+				se.OtherChains = append(se.OtherChains, ders)
+				version = formatV2
+			}
 		}
 		p.Entries = append(p.Entries, se)
 	}
-	return json.Marshal(p)
+	b, err := json.Marshal(p)
+	return b, version, err
+}
+
+// parseChain parses DER certificates (at least one).
+func parseChain(ders [][]byte) ([]*x509.Certificate, error) {
+	if len(ders) == 0 {
+		return nil, errors.New("empty certificate chain")
+	}
+	chain := make([]*x509.Certificate, len(ders))
+	for i, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %v", i, err)
+		}
+		chain[i] = c
+	}
+	return chain, nil
 }
 
 func sortedAliases(m map[string]*entry) []string {
@@ -381,11 +446,11 @@ var testHookWriter func(w io.Writer) io.Writer
 // write seals entries under dk and atomically replaces the file. Callers
 // hold the file lock.
 func (ks *Keystore) write(dk *derived, entries map[string]*entry) error {
-	pt, err := encodePayload(entries)
+	pt, version, err := encodePayload(entries)
 	if err != nil {
 		return ks.errorf("%v", err)
 	}
-	data, err := seal(dk, pt)
+	data, err := seal(dk, version, pt)
 	clear(pt)
 	if err != nil {
 		return ks.errorf("%v", err)
@@ -482,6 +547,10 @@ type ImportEntry struct {
 	// Chain is the certificate chain, leaf first (optional). The leaf's
 	// public key must be Key's.
 	Chain []*x509.Certificate
+	// OtherChains are further chains of the same key (older or renewed
+	// certificates), leaf first; they need a Chain. Each leaf's public key
+	// must be Key's; a leaf given twice is kept once.
+	OtherChains [][]*x509.Certificate
 	// Source is recorded as the entry's origin (default "imported").
 	Source string
 	// State is the initial state (default StateActive).
@@ -557,9 +626,21 @@ func (ks *Keystore) newEntry(ie ImportEntry) (*entry, error) {
 	if err := ie.Key.Validate(); err != nil {
 		return nil, ks.errorf("import %q: invalid RSA key: %v", ie.Alias, err)
 	}
+	var chains [][]*x509.Certificate
 	if len(ie.Chain) > 0 {
-		if !ie.Key.PublicKey.Equal(ie.Chain[0].PublicKey) {
-			return nil, ks.errorf("import %q: the certificate %q does not belong to the private key", ie.Alias, ie.Chain[0].Subject)
+		chains = append(chains, slices.Clone(ie.Chain))
+	} else if len(ie.OtherChains) > 0 {
+		return nil, ks.errorf("import %q: other certificate chains without a current one", ie.Alias)
+	}
+	for _, c := range ie.OtherChains {
+		if len(c) == 0 {
+			return nil, ks.errorf("import %q: an empty certificate chain", ie.Alias)
+		}
+		chains = addChain(chains, slices.Clone(c), true)
+	}
+	for _, c := range chains {
+		if !ie.Key.PublicKey.Equal(c[0].PublicKey) {
+			return nil, ks.errorf("import %q: the certificate %q does not belong to the private key", ie.Alias, c[0].Subject)
 		}
 	}
 	state := ie.State
@@ -588,7 +669,7 @@ func (ks *Keystore) newEntry(ie ImportEntry) (*entry, error) {
 	if err != nil {
 		return nil, ks.errorf("import %q: %v", ie.Alias, err)
 	}
-	return &entry{alias: ie.Alias, key: k.(*rsa.PrivateKey), keySum: sum, chain: append([]*x509.Certificate(nil), ie.Chain...), created: created.Round(0), source: source, state: state}, nil
+	return &entry{alias: ie.Alias, key: k.(*rsa.PrivateKey), keySum: sum, chains: chains, created: created.Round(0), source: source, state: state}, nil
 }
 
 // Generate creates a new RSA key pair of bits (2048, 3072 or 4096) under
@@ -688,11 +769,11 @@ func (ks *Keystore) Entry(alias string) (Entry, error) {
 }
 
 func (ks *Keystore) notFound(op, alias string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: alias, Err: fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path)}
+	return ks.err(op, alias, fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path))
 }
 
 func (ks *Keystore) closedErr(op, ref string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: ref, Err: backends.ErrClosed}
+	return ks.err(op, ref, backends.ErrClosed)
 }
 
 // wipe clears secrets; callers hold mu or own ks exclusively.

@@ -24,14 +24,18 @@ var fuzzKDF = KDFParams{Time: 1, Memory: 64, Threads: 1}
 func payloadSeeds(t testing.TB) [][]byte {
 	c := testenv.NewCert(t, "payload-seed", &testenv.CertOptions{Key: testenv.RSAKey(t, "payload-seed", 1024)})
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	ca := testenv.NewCert(t, "payload-seed CA", &testenv.CertOptions{IsCA: true, Key: testenv.RSAKey(t, "payload-seed CA", 1024)})
+	renewed := testenv.NewCert(t, "payload-seed renewed", &testenv.CertOptions{Key: c.Key, Issuer: ca})
 	var out [][]byte
 	for _, m := range []map[string]*entry{
 		{},
 		{"bare": {alias: "bare", key: c.Key, created: now, source: "generated", state: StateActive}},
-		{"rec 2025": {alias: "rec 2025", key: c.Key, chain: []*x509.Certificate{c.Cert}, created: now, source: "imported from PEM", state: StateActive},
+		{"rec 2025": {alias: "rec 2025", key: c.Key, chains: [][]*x509.Certificate{{c.Cert}}, created: now, source: "imported from PEM", state: StateActive},
 			"old": {alias: "old", key: c.Key, created: now, state: StateRetired, stateChanged: now.Add(time.Hour)}},
+		// Version 2: several chains of one key.
+		{"renewed": {alias: "renewed", key: c.Key, chains: [][]*x509.Certificate{{renewed.Cert, ca.Cert}, {c.Cert}}, created: now, state: StateActive}},
 	} {
-		p, err := encodePayload(m)
+		p, _, err := encodePayload(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +151,7 @@ func FuzzPayload(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed, err := seal(d, payload)
+		sealed, err := seal(d, formatV2, payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +182,7 @@ func FuzzPayload(f *testing.F) {
 			}
 			return
 		}
-		enc, err := encodePayload(entries)
+		enc, _, err := encodePayload(entries)
 		if err != nil {
 			t.Fatalf("decoded entries do not encode: %v", err)
 		}
@@ -192,12 +196,17 @@ func FuzzPayload(f *testing.F) {
 		for alias, e := range entries {
 			a := again[alias]
 			if a == nil || !a.key.Equal(e.key) || a.state != e.state || a.source != e.source ||
-				!a.created.Equal(e.created) || !a.stateChanged.Equal(e.stateChanged) || len(a.chain) != len(e.chain) {
+				!a.created.Equal(e.created) || !a.stateChanged.Equal(e.stateChanged) || len(a.chains) != len(e.chains) {
 				t.Fatalf("entry %q differs after a round trip", alias)
 			}
-			for i := range e.chain {
-				if !bytes.Equal(a.chain[i].Raw, e.chain[i].Raw) {
-					t.Fatalf("entry %q: certificate %d differs", alias, i)
+			for i := range e.chains {
+				if len(a.chains[i]) != len(e.chains[i]) {
+					t.Fatalf("entry %q: chain %d differs in length", alias, i)
+				}
+				for j := range e.chains[i] {
+					if !bytes.Equal(a.chains[i][j].Raw, e.chains[i][j].Raw) {
+						t.Fatalf("entry %q: chain %d certificate %d differs", alias, i, j)
+					}
 				}
 			}
 		}

@@ -55,7 +55,7 @@ func (b *Backend) GenerateKey(ctx context.Context, req backends.GenerateRequest)
 	if ok, err := b.exists(ctx, "generate", req.Name); err != nil {
 		return backends.KeyInfo{}, err
 	} else if ok {
-		return backends.KeyInfo{}, b.err("generate", req.Name, errors.New("a transit key of that name already exists"))
+		return backends.KeyInfo{}, b.err("generate", req.Name, fmt.Errorf("%w: a transit key of that name is already there", backends.ErrExists))
 	}
 	if _, err := b.do(ctx, "generate", req.Name, http.MethodPost, b.mount+"/keys/"+req.Name, map[string]any{"type": typ}); err != nil {
 		return backends.KeyInfo{}, err
@@ -106,6 +106,13 @@ func (b *Backend) ImportKey(ctx context.Context, req backends.ImportRequest) (ba
 	}
 	if len(req.Chain) > 0 && !publicKeyMatches(req.Chain[0], &req.Key.PublicKey) {
 		return backends.KeyInfo{}, b.err("import", req.Name, errors.New("the certificate does not belong to the private key"))
+	}
+	// Vault refuses to import over an existing key, with a 400 that
+	// says little: ask first, so that a taken name is ErrExists.
+	if ok, err := b.exists(ctx, "import", req.Name); err != nil {
+		return backends.KeyInfo{}, err
+	} else if ok {
+		return backends.KeyInfo{}, b.err("import", req.Name, fmt.Errorf("%w: a transit key of that name is already there", backends.ErrExists))
 	}
 	wk, err := b.wrappingKey(ctx)
 	if err != nil {

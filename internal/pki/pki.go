@@ -45,6 +45,16 @@
 // Refusals are *PolicyError values with a Reason and a message that says what
 // is wrong and what the certificate can still be used for.
 //
+// # Making certificates
+//
+// Every certificate envelopd makes (keystore and PKCS#11 generate, the
+// development setup, a certificate for a KMS key) has one profile, the
+// recipient profile of RecipientTemplate: random 128-bit serial, key and
+// data encipherment, no CA, the method-1 subject key identifier, SHA-256
+// with RSA. SelfSign signs it with the key itself (in memory or on a token),
+// Issue with a CA. NewCSR makes the matching signing request. ParseDN reads
+// a subject as users type it ("CN=a,O=b" or OpenSSL's "/O=b/CN=a").
+//
 // # Concurrency
 //
 // All functions are safe for concurrent use. A Policy may be used
