@@ -38,7 +38,7 @@ mkdir -p "$logdir"
 
 # Parsers of input from outside the trust boundary: anything a client,
 # a recorder, a storage system, a key backend or an uploaded file can send.
-untrusted='^github.com/envelopd/envelopd/(envelope|daemon|recording|internal/pki)[./]|\.(FuzzVaultResponses|FuzzParsePublic)$'
+untrusted='^github.com/envelopd/envelopd/(envelope|daemon|recording|storage|internal/pki)\.|\.(FuzzVaultResponses|FuzzParsePublic)$'
 
 seconds() { # Go duration (s, m, h, or a sum such as 1m30s) -> seconds
 	local d=$1 total=0 n
