@@ -104,6 +104,12 @@ type archiveCase struct {
 // PKCS#7 media).
 func buildArchive(t *testing.T, f *cliFixture, form string, n int) *archiveCase {
 	t.Helper()
+	return buildArchiveTo(t, f, form, n, f.cert)
+}
+
+// buildArchiveTo is buildArchive to the certificate in cert.
+func buildArchiveTo(t *testing.T, f *cliFixture, form string, n int, cert string) *archiveCase {
+	t.Helper()
 	dir := t.TempDir()
 	ac := &archiveCase{plain: map[string][]byte{}}
 	var entries []zipEntry
@@ -123,17 +129,17 @@ func buildArchive(t *testing.T, f *cliFixture, form string, n int) *archiveCase 
 		switch form {
 		case "raw":
 			hdr := filepath.Join(dir, id+".pem")
-			ksMust(t, "encrypt", "-cert", f.cert, "-in", pt, "-out", enc, "-header", hdr)
+			ksMust(t, "encrypt", "-cert", cert, "-in", pt, "-out", enc, "-header", hdr)
 			b, _ := os.ReadFile(hdr)
 			hdrPEM = string(b)
 		default:
 			switch i % 3 {
 			case 0:
-				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, f.cert)
+				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, cert)
 			case 1:
-				testenv.Run(t, f.openssl, "cms", "-encrypt", "-stream", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, f.cert)
+				testenv.Run(t, f.openssl, "cms", "-encrypt", "-stream", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, cert)
 			case 2:
-				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes128", "-outform", "PEM", "-in", pt, "-out", enc, f.cert)
+				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes128", "-outform", "PEM", "-in", pt, "-out", enc, cert)
 			}
 			b, _ := os.ReadFile(enc)
 			r, err := envelope.NewReader(bytes.NewReader(b))
