@@ -42,6 +42,7 @@ type OutputFile interface {
 type DirOutput struct {
 	root *os.Root
 	perm fs.FileMode
+	dirs sync.Map // directories known to exist
 }
 
 // NewDirOutput creates dir if needed and writes files with mode perm.
@@ -66,8 +67,11 @@ func (d *DirOutput) Exists(name string) bool {
 // Create implements Output.
 func (d *DirOutput) Create(name string, _ time.Time) (OutputFile, error) {
 	if dir := path.Dir(name); dir != "." {
-		if err := d.root.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+		if _, ok := d.dirs.Load(dir); !ok {
+			if err := d.root.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			d.dirs.Store(dir, true)
 		}
 	}
 	return atomicfile.CreateIn(d.root, name, d.perm)

@@ -60,8 +60,8 @@ type Job struct {
 	Out Output
 	// Resume skips the files Out already has.
 	Resume bool
-	// Workers is the number of recordings processed at once (0 = the
-	// number of CPUs).
+	// Workers is the number of recordings processed at once (0 = four
+	// per CPU, so that file system waits overlap the work).
 	Workers int
 	// TempDir is where AES-GCM content is staged while it is
 	// authenticated ("" = the system's).
@@ -165,7 +165,7 @@ func (a *Archive) Run(ctx context.Context, job *Job) (*Report, error) {
 	}
 	workers := job.Workers
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	rep := &Report{Archive: a.Path, Operation: job.Op.String(), Recordings: len(a.Recordings)}
 	items := make([]RecordingReport, len(a.Recordings))
@@ -504,7 +504,7 @@ func (p *proc) file(zf *zip.File, mf *MediaFile, keys map[*MediaFile]*envelope.D
 		return failed(err.Error())
 	}
 	defer rc.Close()
-	br := bufio.NewReaderSize(rc, 64<<10)
+	br := bufio.NewReaderSize(rc, 4<<10) // for peeking: the codec buffers its own reads
 	var r *envelope.Reader
 	var perr error
 	if looksLikeEnvelope(br) {

@@ -220,6 +220,13 @@ func runArchiveOp(ctx context.Context, env *cliEnv, op recording.Op, args []stri
 	return nil
 }
 
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 // same reports whether a and b name the same file.
 func same(a, b string) bool {
 	sa, err1 := os.Stat(a)
@@ -270,8 +277,8 @@ func printArchiveSummary(env *cliEnv, rep *recording.Report, d time.Duration, qu
 		if secs > 0 && rep.Operation != "list" {
 			rate = fmt.Sprintf(", %.1f recordings/s, %.1f MB/s", float64(rep.OK)/secs, float64(rep.Bytes)/1e6/secs)
 		}
-		fmt.Fprintf(w, "envelopd: archive %s: %d recordings: %d ok, %d skipped, %d failed (%.1f MB in %.1f s%s)\n",
-			rep.Operation, len(rep.Items), rep.OK, rep.Skipped, rep.Failed, float64(rep.Bytes)/1e6, secs, rate)
+		fmt.Fprintf(w, "envelopd: archive %s: %s: %d ok, %d skipped, %d failed (%.1f MB in %.1f s%s)\n",
+			rep.Operation, plural(len(rep.Items), "recording"), rep.OK, rep.Skipped, rep.Failed, float64(rep.Bytes)/1e6, secs, rate)
 	}
 	for _, f := range rep.Failures() {
 		fmt.Fprintf(w, "  FAILED %s\n", oneLine(f))

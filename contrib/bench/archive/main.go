@@ -45,7 +45,8 @@ import (
 
 type result struct {
 	wall time.Duration
-	rss  int64 // bytes
+	cpu  time.Duration // user + system, the process and the children it waited for
+	rss  int64         // bytes
 }
 
 func main() {
@@ -54,6 +55,8 @@ func main() {
 	minSize := flag.Int("min", 20_000, "smallest media file, bytes")
 	maxSize := flag.Int("max", 200_000, "largest media file, bytes")
 	dir := flag.String("dir", "/dev/shm", "tmpfs directory for the files")
+	withSSL := flag.Bool("openssl", true, "time the openssl loop too (false: envelopd only)")
+	keep := flag.String("keep", "", "keep the generated archive as this `FILE` (for profiling)")
 	check := flag.Bool("check", false, "exit 1 if envelopd misses its targets (20x the loop, RSS independent of the count)")
 	flag.Parse()
 	if *n <= 0 || *small <= 0 || *small > *n || *minSize <= 0 || *maxSize < *minSize {
@@ -90,6 +93,17 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+	if *keep != "" {
+		must(exec.Command("cp", p("all.zip"), *keep))
+		must(exec.Command("cp", p("k.pem"), *keep+".key.pem"))
+		must(exec.Command("cp", p("c.pem"), *keep+".cert.pem"))
+	}
+	if !*withSSL {
+		fmt.Printf("envelopd: %d recordings, %.1f MB in %.2f s (%.2f s CPU, %.1f rec/s), %.1f MiB RSS; %d recordings in %.2f s, %.1f MiB RSS\n",
+			*n, float64(total)/1e6, env.wall.Seconds(), env.cpu.Seconds(), float64(*n)/env.wall.Seconds(), float64(env.rss)/(1<<20),
+			*small, envSmall.wall.Seconds(), float64(envSmall.rss)/(1<<20))
+		return
+	}
 	// openssl: a shell loop over the same media files.
 	list := p("media.txt")
 	os.WriteFile(list, []byte(strings.Join(media, "\n")+"\n"), 0o600)
@@ -116,14 +130,15 @@ func main() {
 	mb := float64(total) / 1e6
 	row := func(name string, k int, r result, bytes float64) {
 		s := r.wall.Seconds()
-		fmt.Printf("%-44s %6d rec  %7.1f MB  %7.2f s  %8.1f rec/s  %7.1f MB/s  %6.1f MiB RSS\n",
-			name, k, bytes, s, float64(k)/s, bytes/s, float64(r.rss)/(1<<20))
+		fmt.Printf("%-44s %6d rec  %7.1f MB  %7.2f s wall  %7.2f s CPU  %8.1f rec/s  %7.1f MB/s  %6.1f MiB RSS\n",
+			name, k, bytes, s, r.cpu.Seconds(), float64(k)/s, bytes/s, float64(r.rss)/(1<<20))
 	}
 	fmt.Println()
 	row("envelopd archive decrypt (zip, all cores)", *n, env, mb)
 	row("envelopd archive decrypt, fewer recordings", *small, envSmall, mb*float64(*small)/float64(*n))
 	row("shell loop: openssl smime -decrypt", *n, ssl, mb)
 	ratio := ssl.wall.Seconds() / env.wall.Seconds()
+	fmt.Printf("\nCPU time: openssl loop %.1f s, envelopd %.1f s (%.1fx less)", ssl.cpu.Seconds(), env.cpu.Seconds(), ssl.cpu.Seconds()/env.cpu.Seconds())
 	growth := env.rss - envSmall.rss
 	fmt.Printf("\nenvelopd is %.1fx faster than the openssl loop; peak RSS %.1f MiB for %d recordings vs %.1f MiB for %d (%+.1f MiB)\n",
 		ratio, float64(env.rss)/(1<<20), *n, float64(envSmall.rss)/(1<<20), *small, float64(growth)/(1<<20))
@@ -236,7 +251,7 @@ func timeCmd(argv []string) (result, error) {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss * 1024 // Linux reports KiB
 	}
-	return result{wall: wall, rss: rss}, nil
+	return result{wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), rss: rss}, nil
 }
 
 func fileSum(path string) [32]byte {
