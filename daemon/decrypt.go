@@ -33,13 +33,13 @@ func (s *Server) handleDecrypt(c *call) error {
 			return err
 		}
 	}
-	done, err := c.acquireStream()
+	done, err := c.acquireStream("") // the tenant is charged once the key resolves
 	if err != nil {
 		return err
 	}
 	defer done()
 	in := c.streamBody()
-	res := c.resolver(func(t string) bool { return c.id.allows(config.OpDecrypt, t) })
+	res := c.keyResolver(func(t string) bool { return c.id.allows(config.OpDecrypt, t) })
 	var pt io.ReadCloser
 	if hdr != nil {
 		rd, rerr := envelope.NewReader(bytes.NewReader(hdr))
@@ -52,6 +52,7 @@ func (s *Server) handleDecrypt(c *call) error {
 		if rerr != nil {
 			return rerr
 		}
+		defer c.stageGCM(rd)() // runs after pt.Close
 		pt, err = rd.Decrypt(res)
 	}
 	if err != nil {
@@ -59,10 +60,7 @@ func (s *Server) handleDecrypt(c *call) error {
 		return decryptErr(err)
 	}
 	defer pt.Close()
-	c.tenant = res.used.tenant
-	ev := c.event()
-	ev.Outcome = "started"
-	if err := c.auditKey(ev, res.used, ""); err != nil {
+	if err := res.start(res.used); err != nil { // written already, unless no unwrap ran
 		return err
 	}
 	c.w.Header().Set("Content-Type", "application/octet-stream")
@@ -89,7 +87,12 @@ func decryptErr(err error) error {
 	return err
 }
 
-func (c *call) resolver(allowed func(string) bool) *resolver {
+// keyResolver returns the resolver through which an endpoint reaches
+// private keys: among the keys of the tenants allowed accepts, and only
+// after the call's "started" audit line is durable (see resolver). Every
+// endpoint that unwraps a data key must use it, and write the outcome line
+// (auditOutcome) when it is done.
+func (c *call) keyResolver(allowed func(string) bool) *resolver {
 	return &resolver{
 		rt:      c.rt,
 		ctx:     c.r.Context(),
@@ -97,8 +100,28 @@ func (c *call) resolver(allowed func(string) bool) *resolver {
 		timeout: c.rt.cfg.Limits.BackendTimeout.Duration,
 		observe: func(k *tenantKey, d time.Duration, err error) {
 			c.s.metrics.ObserveBackend(k.backend.name, "decrypt", d, err)
+			if err != nil {
+				if up, _ := k.backend.status(); !up {
+					c.s.metrics.SetBackendUp(k.backend.name, false)
+				}
+			}
+		},
+		begin: func(k *tenantKey) error {
+			if err := c.chargeTenant(k.tenant); err != nil {
+				return err
+			}
+			return c.auditStarted(k)
 		},
 	}
+}
+
+// auditStarted writes the "started" line of an operation with key k; an
+// error (the audit log is down) stops the operation before the key is used.
+func (c *call) auditStarted(k *tenantKey) error {
+	c.tenant = k.tenant
+	ev := c.event()
+	ev.Outcome = "started"
+	return c.auditKey(ev, k, "")
 }
 
 func (s *Server) handleUnwrap(c *call) error {
@@ -106,14 +129,13 @@ func (s *Server) handleUnwrap(c *call) error {
 	if err != nil {
 		return err
 	}
-	res := c.resolver(func(t string) bool { return c.id.allows(config.OpUnwrap, t) })
+	res := c.keyResolver(func(t string) bool { return c.id.allows(config.OpUnwrap, t) })
 	dk, err := rd.UnwrapKey(res)
 	if err != nil {
 		c.auditOutcome(res.used, "", 0, err)
 		return decryptErr(err)
 	}
 	defer clear(dk.Key)
-	c.tenant = res.used.tenant
 	ev := c.event()
 	ev.Outcome = "ok"
 	if err := c.auditKey(ev, res.used, ""); err != nil {
@@ -142,7 +164,7 @@ func (s *Server) handleRewrap(c *call) error {
 	if err != nil {
 		return err
 	}
-	res := c.resolver(func(name string) bool { return name == t.name })
+	res := c.keyResolver(func(name string) bool { return name == t.name })
 	dk, err := rd.UnwrapKey(res)
 	if err != nil {
 		c.auditOutcome(res.used, "", 0, err)

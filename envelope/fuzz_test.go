@@ -158,9 +158,17 @@ func FuzzHeaderSplice(f *testing.F) {
 	for _, b := range seeds(f) {
 		f.Add(b, uint8(2), true)
 	}
+	for _, b := range budgetHeaders(f) {
+		f.Add(b, uint8(1), true)
+		f.Add(b, uint8(0), false)
+	}
 	f.Fuzz(func(t *testing.T, hdr []byte, blocks uint8, known bool) {
 		h, err := envelope.ParseHeader(hdr)
 		if err != nil || h.ContentPresent || h.Authenticated {
+			// Splice refuses what ParseHeader refuses.
+			if err := envelope.Splice(io.Discard, hdr, bytes.NewReader(make([]byte, 16)), 16); err == nil {
+				t.Fatalf("Splice accepted a header ParseHeader refuses or that is not a CBC header-only envelope (%v)", err)
+			}
 			return
 		}
 		ct := bytes.Repeat([]byte{0xa5}, 16*(int(blocks)+1))

@@ -120,6 +120,7 @@ type Option func(*options)
 type options struct {
 	kdf         KDFParams
 	lockTimeout time.Duration
+	name        string // the instance name, for errors
 	now         func() time.Time
 }
 
@@ -158,7 +159,7 @@ var (
 )
 
 func newOptions(opts []Option) options {
-	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now}
+	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now, name: Type}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -325,6 +326,13 @@ func decodePayload(pt []byte, cur map[string]*entry) (map[string]*entry, error) 
 			return nil, corrupt("alias %q appears twice", se.Alias)
 		}
 		e := &entry{alias: se.Alias, keySum: sha256.Sum256(se.Key), created: se.Created, source: se.Source, state: se.State, stateChanged: se.StateChanged}
+		// Times are stored in UTC; one that is not representable in UTC
+		// (year 0 with a positive offset) could never be written back.
+		for _, tm := range []time.Time{se.Created, se.StateChanged} {
+			if y := tm.UTC().Year(); y < 0 || y > 9999 {
+				return nil, corrupt("entry %q: time %s out of range", se.Alias, tm.Format(time.RFC3339))
+			}
+		}
 		if old, ok := cur[se.Alias]; ok && old.keySum == e.keySum {
 			e.key = old.key
 		} else {
@@ -761,11 +769,11 @@ func (ks *Keystore) Entry(alias string) (Entry, error) {
 }
 
 func (ks *Keystore) notFound(op, alias string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: alias, Err: fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path)}
+	return ks.err(op, alias, fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path))
 }
 
 func (ks *Keystore) closedErr(op, ref string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: ref, Err: backends.ErrClosed}
+	return ks.err(op, ref, backends.ErrClosed)
 }
 
 // wipe clears secrets; callers hold mu or own ks exclusively.

@@ -18,10 +18,22 @@
 //
 // An error from Log means the line may not be on disk, and the daemon fails
 // the key operation it was about to perform: no key operation happens
-// without its audit line. A failed write (a full device) is reported and the
-// next Log tries again, starting a new line so a partial line cannot corrupt
-// the next one. A failed fsync is sticky: the kernel may have dropped the
-// dirty pages, so every later Log fails until [Logger.Reopen] succeeds.
+// without its audit line. A failed fsync is sticky: the kernel may have
+// dropped the dirty pages, so every later Log fails until [Logger.Reopen]
+// succeeds.
+//
+// # A full disk
+//
+// A write that fails part-way (a full device) leaves the start of a line
+// at the end of the file. In a regular file that fragment is cut off again
+// at once (ftruncate to where the line began), so every line of the log
+// stays one complete JSON object whatever sequence of full-disk failures
+// happened; if the cut fails it is retried before the next line, and Log
+// fails until it succeeds. Where the
+// destination cannot be truncated (standard error, a pipe, a writer given
+// to [New]) the next line starts with a newline instead, so the fragment
+// stays a line of its own and never corrupts the next one; a write that
+// fails without writing anything leaves that state as it was.
 //
 // # Security
 //
@@ -105,8 +117,10 @@ type Logger struct {
 	w       io.Writer  // the destination
 	f       file       // w as a file, nil for a plain writer
 	sync    bool       // fsync after writing (regular files)
+	trunc   bool       // w is a regular file a fragment can be cut from (a truncater)
 	seq     uint64     // lines written
-	partial bool       // the last write failed part-way: start a new line
+	partial bool       // the log ends with an unfinished line (a fragment)
+	fragAt  int64      // where the fragment begins, when known and trunc; else -1
 	failed  error      // sticky fsync error; cleared by Reopen
 	closed  bool
 
@@ -119,6 +133,13 @@ type file interface {
 	io.Writer
 	Sync() error
 	Close() error
+}
+
+// truncater is what cutting a fragment needs of an *os.File opened with
+// O_APPEND: after a write the offset is the end of the file.
+type truncater interface {
+	Seek(offset int64, whence int) (int64, error)
+	Truncate(size int64) error
 }
 
 // Open opens (creating with mode 0600) the audit log at path for appending,
@@ -137,22 +158,22 @@ type Options struct {
 
 // OpenOptions is Open with options.
 func OpenOptions(path string, o Options) (*Logger, error) {
-	l := &Logger{path: path, noSync: o.NoSync}
+	l := &Logger{path: path, noSync: o.NoSync, fragAt: -1}
 	if path == "-" {
 		l.w = os.Stderr
 		return l, nil
 	}
-	f, sync, err := openFile(path)
+	f, regular, err := openFile(path)
 	if err != nil {
 		return nil, err
 	}
-	l.w, l.f, l.sync = f, f, sync && !o.NoSync
+	l.w, l.f, l.sync, l.trunc = f, f, regular && !o.NoSync, regular
 	return l, nil
 }
 
 // New returns a Logger writing to w, without fsync. It is for tests and for
 // destinations other than files; Reopen is a no-op for it.
-func New(w io.Writer) *Logger { return &Logger{w: w} }
+func New(w io.Writer) *Logger { return &Logger{w: w, fragAt: -1} }
 
 func openFile(path string) (file, bool, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -193,19 +214,28 @@ func (l *Logger) Log(e Event) error {
 		l.mu.Unlock()
 		return err
 	}
+	prefixed := false
 	if l.partial {
-		line = append([]byte{'\n'}, line...)
+		if err := l.cutFragment(); errors.Is(err, errCannotCut) {
+			line = append([]byte{'\n'}, line...)
+			prefixed = true
+		} else if err != nil {
+			// Writing after the fragment would glue this line to it.
+			l.mu.Unlock()
+			return fmt.Errorf("audit: removing a partial line from %s: %w", l.name(), unwrapPathError(err))
+		}
 	}
 	n, err := l.w.Write(line)
 	if err == nil && n < len(line) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		l.partial = n > 0
+		l.noteFragment(n, prefixed)
+		_ = l.cutFragment() // retried before the next line if it fails
 		l.mu.Unlock()
 		return fmt.Errorf("audit: writing %s: %w", l.name(), unwrapPathError(err))
 	}
-	l.partial = false
+	l.partial, l.fragAt = false, -1
 	l.seq++
 	seq, needSync := l.seq, l.sync
 	l.mu.Unlock()
@@ -213,6 +243,52 @@ func (l *Logger) Log(e Event) error {
 		return nil
 	}
 	return l.syncTo(seq)
+}
+
+// noteFragment records what a write that failed after n bytes left at the
+// end of the log. prefixed says the write began with a newline closing an
+// earlier fragment. l.mu is held.
+func (l *Logger) noteFragment(n int, prefixed bool) {
+	if n == 0 {
+		return // nothing written: the end of the log is as it was
+	}
+	if prefixed {
+		// The newline closed the earlier fragment: it is a line of its
+		// own now, and only what follows the newline is unfinished.
+		n--
+		l.partial, l.fragAt = false, -1
+	}
+	if n == 0 {
+		return
+	}
+	l.partial, l.fragAt = true, -1
+	if t, ok := l.w.(truncater); ok && l.trunc {
+		if end, err := t.Seek(0, io.SeekCurrent); err == nil && end >= int64(n) {
+			l.fragAt = end - int64(n)
+		}
+	}
+}
+
+// errCannotCut says the destination cannot be truncated: a fragment stays,
+// and the next line must start with a newline.
+var errCannotCut = errors.New("audit: the destination cannot be truncated")
+
+// cutFragment removes an unfinished line from the end of the log, so that
+// the log ends at a line boundary. It returns errCannotCut when the
+// destination cannot be truncated, or the truncation's error. l.mu is held.
+func (l *Logger) cutFragment() error {
+	if !l.partial {
+		return nil
+	}
+	t, ok := l.w.(truncater)
+	if !ok || !l.trunc || l.fragAt < 0 {
+		return errCannotCut
+	}
+	if err := t.Truncate(l.fragAt); err != nil {
+		return err
+	}
+	l.partial, l.fragAt = false, -1
+	return nil
 }
 
 // syncTo returns once line seq is durable, fsyncing if no other caller has.
@@ -252,7 +328,7 @@ func (l *Logger) Reopen() error {
 	}
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	f, sync, err := openFile(l.path)
+	f, regular, err := openFile(l.path)
 	if err != nil {
 		return err
 	}
@@ -262,6 +338,7 @@ func (l *Logger) Reopen() error {
 		f.Close()
 		return ErrClosed
 	}
+	_ = l.cutFragment() // best effort: the old file's last line is then whole
 	old, oldSync := l.f, l.sync
 	var serr error
 	if oldSync && l.failed == nil {
@@ -270,8 +347,8 @@ func (l *Logger) Reopen() error {
 			serr = fmt.Errorf("audit: fsync %s: %w", l.name(), unwrapPathError(serr))
 		}
 	}
-	l.w, l.f, l.sync = f, f, sync && !l.noSync
-	l.failed, l.partial = nil, false
+	l.w, l.f, l.sync, l.trunc = f, f, regular && !l.noSync, regular
+	l.failed, l.partial, l.fragAt = nil, false, -1
 	l.synced = l.seq
 	l.mu.Unlock()
 	cerr := old.Close()

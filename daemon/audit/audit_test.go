@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -432,5 +433,138 @@ func TestNoSync(t *testing.T) {
 	}
 	if evs := readLines(t, path); len(evs) != 1 {
 		t.Errorf("%d lines", len(evs))
+	}
+}
+
+// TestZeroByteFailureAfterFragment: a partial line, then a write that fails
+// without writing anything, then a good one. The good line must not be
+// glued onto the fragment (the zero-byte failure used to clear the
+// "partial" state).
+func TestZeroByteFailureAfterFragment(t *testing.T) {
+	ff := &faultyFile{}
+	l := New(ff)
+	if err := l.Log(Event{Op: "a", Outcome: OutcomeOK}); err != nil {
+		t.Fatal(err)
+	}
+	ff.writeErr, ff.shortWrite = syscall.ENOSPC, 7
+	if err := l.Log(Event{Op: "b"}); err == nil {
+		t.Fatal("short write succeeded")
+	}
+	ff.shortWrite = 0
+	if err := l.Log(Event{Op: "c"}); err == nil {
+		t.Fatal("failed write succeeded")
+	}
+	ff.writeErr = nil
+	if err := l.Log(Event{Op: "d", Outcome: OutcomeOK}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(ff.String(), "\n"), "\n")
+	var e Event
+	if last := lines[len(lines)-1]; json.Unmarshal([]byte(last), &e) != nil || e.Op != "d" {
+		t.Fatalf("the line after the failures is glued to the fragment: %q", lines)
+	}
+}
+
+// memFile is an O_APPEND regular file on a device with room for room
+// bytes: a write beyond writes what fits and fails with ENOSPC, as
+// write(2) does.
+type memFile struct {
+	data     []byte
+	room     int
+	truncErr error
+}
+
+func (f *memFile) Write(p []byte) (int, error) {
+	n := min(len(p), max(f.room-len(f.data), 0))
+	f.data = append(f.data, p[:n]...)
+	if n < len(p) {
+		return n, syscall.ENOSPC
+	}
+	return n, nil
+}
+
+// Seek reports the offset after the last write: the end of the file.
+func (f *memFile) Seek(int64, int) (int64, error) { return int64(len(f.data)), nil }
+
+func (f *memFile) Truncate(n int64) error {
+	if f.truncErr != nil {
+		return f.truncErr
+	}
+	f.data = f.data[:n]
+	return nil
+}
+
+func (f *memFile) Sync() error  { return nil }
+func (f *memFile) Close() error { return nil }
+
+// checkLines fails t unless every complete line of b is a JSON Event and
+// the recording ids are exactly want, once each, in order.
+func checkLines(t *testing.T, b []byte, want []string) {
+	t.Helper()
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	} else {
+		b = nil
+	}
+	var got []string
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		var e Event
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil || !strings.HasSuffix(line, "}\n") {
+			t.Fatalf("line %q is not one JSON Event: %v", line, err)
+		}
+		got = append(got, e.RecordingID)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("lines %v, want the lines that were logged, %v", got, want)
+	}
+}
+
+// TestFullDiskEveryLineParses drives the logger through random sequences
+// of a filling disk, space freed again and truncations that fail: every
+// line of the file is one JSON Event, and exactly the lines whose Log
+// succeeded are there.
+func TestFullDiskEveryLineParses(t *testing.T) {
+	seeds := int64(20)
+	if testing.Short() {
+		seeds = 5
+	}
+	for seed := range seeds {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		f := &memFile{room: 1 << 30}
+		l := &Logger{w: f, f: f, sync: true, trunc: true, path: "mem.log", fragAt: -1}
+		var ok []string
+		for i := range 300 {
+			switch rng.IntN(6) {
+			case 0, 1: // nearly full
+				f.room = len(f.data) + rng.IntN(400)
+			case 2: // space freed
+				f.room = 1 << 30
+			case 3:
+				f.truncErr = nil
+				if rng.IntN(4) == 0 {
+					f.truncErr = syscall.EIO
+				}
+			}
+			id := fmt.Sprintf("s%d-%d-%s", seed, i, strings.Repeat("x", rng.IntN(100)))
+			if err := l.Log(Event{Op: "decrypt", RecordingID: id, Outcome: OutcomeOK}); err == nil {
+				ok = append(ok, id)
+			}
+			if i%5 == 0 {
+				checkLines(t, f.data, ok)
+			}
+		}
+		f.room, f.truncErr = 1<<30, nil
+		if err := l.Log(Event{Op: "decrypt", RecordingID: "last", Outcome: OutcomeOK}); err != nil {
+			t.Fatalf("seed %d: after the disk recovered: %v", seed, err)
+		}
+		checkLines(t, f.data, append(ok, "last"))
+		if !bytes.HasSuffix(f.data, []byte("}\n")) {
+			t.Fatalf("seed %d: the log does not end with a whole line", seed)
+		}
 	}
 }

@@ -21,6 +21,8 @@ type rawConfig struct {
 	Backends map[string]toml.Primitive `toml:"backends"`
 	Tenants  []Tenant                  `toml:"tenants"`
 	Clients  []Client                  `toml:"clients"`
+	Storage  map[string]*Storage       `toml:"storage"`
+	Playback Playback                  `toml:"playback"`
 }
 
 // source is a parsed document shared by a Config and its Backends: the
@@ -36,10 +38,19 @@ type source struct {
 // errors are returned as err; unknown keys as problems.
 func decode(data []byte, filename string) (*Config, []*Problem, error) {
 	d := Default()
-	raw := rawConfig{Server: d.Server, Limits: d.Limits}
+	raw := rawConfig{Server: d.Server, Limits: d.Limits, Storage: d.Storage, Playback: d.Playback}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
 	if err != nil {
 		return nil, nil, decodeError(filename, data, err)
+	}
+	// The stream quotas default to a share of max_streams (see Validate).
+	for _, k := range []struct {
+		name string
+		v    *int
+	}{{"max_streams_per_client", &raw.Limits.MaxStreamsPerClient}, {"max_streams_per_tenant", &raw.Limits.MaxStreamsPerTenant}} {
+		if !md.IsDefined("limits", k.name) {
+			*k.v = 0
+		}
 	}
 	src := &source{file: filename, md: md, pos: scanPositions(string(data))}
 	c := &Config{
@@ -48,6 +59,8 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 		Backends: make(map[string]*Backend, len(raw.Backends)),
 		Tenants:  raw.Tenants,
 		Clients:  raw.Clients,
+		Storage:  raw.Storage,
+		Playback: raw.Playback,
 		File:     filename,
 		src:      src,
 	}
