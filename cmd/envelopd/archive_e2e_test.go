@@ -74,6 +74,13 @@ func TestArchiveSocket(t *testing.T) {
 	if !opensslOpens(t, f, f.path("dev3.der"), "DER", newKey, f.plain) {
 		t.Error("openssl does not open rewrap -socket -cert output with the new key")
 	}
+	// decrypt -socket -header recording.json: the envelope goes to the
+	// daemon, picked from the metadata.
+	ksMust(t, "encrypt", "-cert", devCert, "-in", f.plain, "-out", f.path("r.bin"), "-header", f.path("r.pem"))
+	hp, _ := os.ReadFile(f.path("r.pem"))
+	writeRecordingJSON(t, f.path("r.json"), "r", map[string]string{"r_Voice_Rec.mp3.bin": string(hp)})
+	ksMust(t, "decrypt", "-socket", sock, "-header", f.path("r.json"), "-in", f.path("r.bin"), "-out", f.path("o2"))
+	assertSameFile(t, f.plain, f.path("o2"))
 	// A tenant the daemon does not know.
 	ksFail(t, "daemon:", "rewrap", "-socket", sock, "-tenant", "nobody", "-in", in, "-out", f.path("dev4.der"))
 }
