@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -135,4 +136,47 @@ func FuzzArchiveBytes(f *testing.F) {
 		}
 		fuzzRun(t, b, keys)
 	})
+}
+
+// TestRunOnItem: with OnItem every recording is reported as it is done and
+// Report.Items keeps only the failures.
+func TestRunOnItem(t *testing.T) {
+	keys, c := fuzzKeys(t)
+	var env bytes.Buffer
+	w, _ := envelope.Encrypt(&env, []envelope.Recipient{{Certificate: c.Cert}}, nil)
+	w.Write([]byte("hello"))
+	w.Close()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i := range 20 {
+		fw, _ := zw.Create(fmt.Sprintf("m%02d.mp3.p7m", i))
+		if i == 7 {
+			fw.Write([]byte("not an envelope"))
+			continue
+		}
+		fw.Write(env.Bytes())
+	}
+	fw, _ := zw.Create("../evil")
+	fw.Write(env.Bytes())
+	zw.Close()
+	p := filepath.Join(t.TempDir(), "a.zip")
+	os.WriteFile(p, buf.Bytes(), 0o600)
+	a, err := recording.Open(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var got []string
+	rep, err := a.Run(context.Background(), &recording.Job{Op: recording.Verify, Keys: keys, OnItem: func(it recording.RecordingReport) {
+		got = append(got, it.Name)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 21 || rep.OK != 19 || rep.Failed != 2 || len(rep.Items) != 2 || rep.Recordings != 20 {
+		t.Fatalf("%d items seen; report ok %d failed %d items %d", len(got), rep.OK, rep.Failed, len(rep.Items))
+	}
+	if f := rep.Failures(); len(f) != 2 || !strings.Contains(strings.Join(f, "\n"), "m07.mp3.p7m: not a PKCS#7 envelope") {
+		t.Errorf("failures: %q", f)
+	}
 }
