@@ -82,6 +82,11 @@
 // byte apart from white space. SetHeader writes PEM with 64-character lines
 // (encoding/pem), where the recorder may have used 76.
 //
+// Open holds the zip's central directory in memory (archive/zip: a few
+// hundred bytes per entry); with Job.OnItem set, nothing else Run keeps
+// grows with the number of recordings (the report of a recording is handed
+// over when it is done, and only failures are kept).
+//
 // ZipOutput stages each output file in a temporary directory next to the
 // zip (so that recordings are written in parallel) and needs that much free
 // space per worker; the zip appears only at Close. DirOutput writes every
