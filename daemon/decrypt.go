@@ -46,6 +46,7 @@ func (s *Server) handleDecrypt(c *call) error {
 		if rerr != nil {
 			return rerr
 		}
+		rd.Budget = c.rt.readAhead
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
 		rd, rerr := envelope.NewReader(in)
@@ -53,6 +54,7 @@ func (s *Server) handleDecrypt(c *call) error {
 			return rerr
 		}
 		defer c.stageGCM(rd)() // runs after pt.Close
+		rd.Budget = c.rt.readAhead
 		pt, err = rd.Decrypt(res)
 	}
 	if err != nil {
