@@ -46,11 +46,17 @@ func (s *Server) handleDecrypt(c *call) error {
 		if rerr != nil {
 			return rerr
 		}
+		if rd.Header().ContentPresent {
+			return errContentInHeader
+		}
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
 		rd, rerr := envelope.NewReader(in)
 		if rerr != nil {
 			return rerr
+		}
+		if !rd.Header().ContentPresent {
+			return errNoContent
 		}
 		pt, err = rd.Decrypt(res)
 	}

@@ -259,7 +259,10 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MaxHeaderBytes:    int(min(cfg.Limits.MaxEnvelopeBytes*2+64<<10, 16<<20)),
 		ConnContext:       connContext(kind),
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// "OPTIONS *" goes through the client rules like any request
+		// (net/http would answer 200 itself, unaudited).
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.listenMu.Lock()
 	s.servers = append(s.servers, srv)

@@ -498,7 +498,7 @@ var errUsed = errors.New("envelope: the envelope was already decrypted")
 // it before releasing the source (a request body, say), also on errors.
 func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 	if !r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use DecryptDetached)")
+		return nil, fmt.Errorf("%w (use DecryptDetached)", ErrNoContent)
 	}
 	if r.used {
 		return nil, errUsed
@@ -519,7 +519,7 @@ func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 // envelope. See Decrypt for how CBC errors are reported.
 func (r *Reader) DecryptDetached(kr KeyResolver, ciphertext io.Reader) (io.ReadCloser, error) {
 	if r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: the envelope carries its content (use Decrypt)")
+		return nil, fmt.Errorf("%w (use Decrypt)", ErrHasContent)
 	}
 	if r.hdr.Authenticated {
 		return nil, unsupported("detached content with %v", r.hdr.Cipher)
