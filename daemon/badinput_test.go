@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,4 +161,90 @@ func TestOptionsStar(t *testing.T) {
 // pendingDir is where the harness keeps tenant t's upload records.
 func pendingDir(h *harness, tenant string) string {
 	return filepath.Join(h.dir, "data", "tenants", tenant, "certificates")
+}
+
+// TestUploadInterrupted simulates a daemon killed in the middle of an upload
+// with a private key: after the import, before the final record (the key
+// is in the backend, only a pending record says whose it is), and before
+// the import (only the pending record). The restarted daemon reconciles:
+// it completes the first upload and drops the second record. Retrying the
+// same upload then answers 200 with the key (first case) or imports it
+// (second case), never 500 or 409.
+func TestUploadInterrupted(t *testing.T) {
+	for _, step := range []string{"imported", "pending"} {
+		t.Run(step, func(t *testing.T) {
+			h := newHarness(t, oneTenant, "k", "u-k")
+			fresh := testenv.NewCert(t, "interrupted "+step, nil)
+			body := append(append([]byte(nil), fresh.CertPEM...), fresh.KeyPEM...)
+			q := url.Values{"id": {"new"}, "backend": {"local"}, "key": {"t-new"}}.Encode()
+			crash := fmt.Errorf("killed after %s", step)
+			testHookUpload = func(s string) {
+				if s == step {
+					panic(crash)
+				}
+			}
+			r := h.do(1001, "POST", "/v1/tenants/t/certificates?"+q, body)
+			testHookUpload = func(string) {}
+			if r.status != 500 {
+				t.Fatalf("the simulated crash: HTTP %d %s", r.status, r.body)
+			}
+			if files, _ := filepath.Glob(filepath.Join(pendingDir(h, "t"), "*.json")); len(files) != 1 {
+				t.Fatalf("records after the crash: %v; want the pending one", files)
+			}
+			// Another tenant cannot take the name meanwhile: it is t's.
+			h.restart()
+			ids := strings.Join(listIDs(t, h, 1001, "t"), ",")
+			want := map[string]string{"imported": "k,new", "pending": "k"}[step]
+			if ids != want {
+				t.Errorf("keys after the restart: %s; want %s", ids, want)
+			}
+			outcome := map[string]string{"imported": "ok", "pending": "error"}[step]
+			if n := len(h.auditLines(map[string]string{"op": "certificates_reconcile", "tenant": "t", "key_id": "new", "outcome": outcome})); n != 1 {
+				t.Errorf("%d reconcile audit lines with outcome %s; want 1", n, outcome)
+			}
+			retry := h.do(1001, "POST", "/v1/tenants/t/certificates?"+q, body)
+			wantStatus := map[string]int{"imported": 200, "pending": 201}[step]
+			if retry.status != wantStatus {
+				t.Fatalf("retry: HTTP %d %s; want %d", retry.status, retry.body, wantStatus)
+			}
+			env := sealTo(t, fresh.Cert, []byte("after the crash"))
+			if r := h.do(1001, "POST", "/v1/decrypt", env); r.status != 200 || string(r.body) != "after the crash" {
+				t.Errorf("decrypt with the recovered key: %d %s", r.status, r.body)
+			}
+			b, _ := os.ReadFile(filepath.Join(pendingDir(h, "t"), "new.json"))
+			if bytes.Contains(b, []byte(`"pending"`)) || !bytes.Contains(b, []byte(`"created_key": true`)) {
+				t.Errorf("record after recovery: %s", b)
+			}
+			// A second retry is idempotent too.
+			if r := h.do(1001, "POST", "/v1/tenants/t/certificates?"+q, body); r.status != 200 {
+				t.Errorf("second retry: %d %s", r.status, r.body)
+			}
+		})
+	}
+}
+
+// TestUploadPendingOwnsItsName: an interrupted upload whose backend does
+// not answer when the generation is built stays pending, and its key name
+// stays its tenant's meanwhile.
+func TestUploadPendingOwnsItsName(t *testing.T) {
+	h := newHarness(t, oneTenant, "k", "u-k")
+	fresh := testenv.NewCert(t, "pending name", nil)
+	rt := h.srv.acquireGeneration()
+	defer rt.release()
+	u := &uploadRecord{Tenant: "t", ID: "new", Backend: "local", Key: "t-new", Pending: true, CreatedKey: true, Chain: string(fresh.CertPEM)}
+	down, cancel := context.WithCancel(context.Background())
+	cancel() // the backend call fails, not with "not found"
+	if got := rt.reconcile(down, u, time.Second); got != nil || rt.pending["t\x00new"] == nil {
+		t.Fatalf("reconcile with the backend down: %v; want the record kept pending", got)
+	}
+	name, err := keyName(rt.backends["local"], "file:t-new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rt.owners.mayName("t", name) || rt.owners.mayName("u", name) {
+		t.Error("the pending upload's key name is not tenant t's alone")
+	}
+	if rt.owners.mayUsePublic("u", fresh.Cert.PublicKey.(*rsa.PublicKey)) {
+		t.Error("another tenant may upload the pending key's certificate")
+	}
 }

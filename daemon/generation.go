@@ -40,6 +40,11 @@ type generation struct {
 
 	// owners says which tenant owns each backend key (ownership.go).
 	owners *ownership
+	// Interrupted uploads found while building (certstore.go): completed
+	// ones to rewrite, abandoned ones to remove, and those still pending
+	// (their backend did not answer), by tenant and id.
+	completed, abandoned []*uploadRecord
+	pending              map[string]*uploadRecord
 
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
@@ -197,6 +202,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
 		owners:         newOwnership(),
+		pending:        map[string]*uploadRecord{},
 		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
@@ -243,6 +249,13 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
 		}
 		for _, u := range uploads[tc.Name] {
+			if u.Pending {
+				// An upload interrupted between its key import and its
+				// record (see reconcile in certstore.go).
+				if u = rt.reconcile(ctx, u, timeout); u == nil {
+					continue
+				}
+			}
 			s, err := u.spec()
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)

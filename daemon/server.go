@@ -91,6 +91,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.install(rt)
+	s.settleUploads(rt)
 	s.cfg = cfg
 	return s, nil
 }
@@ -191,6 +192,7 @@ func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	s.install(rt)
+	s.settleUploads(rt)
 	return nil
 }
 
