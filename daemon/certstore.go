@@ -45,12 +45,12 @@ type uploadRecord struct {
 	// Pending: written before the import of the private key, replaced
 	// once the key is in the backend. A record still pending when the
 	// daemon starts is reconciled (see reconcile).
-	Pending bool `json:"pending,omitempty"`
-	Padding    string    `json:"padding"`
-	State      string    `json:"state"`
-	KeyID      bool      `json:"keyid,omitempty"`
-	Chain      string    `json:"chain"` // PEM, leaf first
-	Created    time.Time `json:"created"`
+	Pending bool      `json:"pending,omitempty"`
+	Padding string    `json:"padding"`
+	State   string    `json:"state"`
+	KeyID   bool      `json:"keyid,omitempty"`
+	Chain   string    `json:"chain"` // PEM, leaf first
+	Created time.Time `json:"created"`
 
 	file string // where it was read from (messages)
 }
