@@ -270,6 +270,9 @@ func (r *Reader) parseHeader() error {
 		return err
 	}
 	if t.is(classContext, 0) { // originatorInfo: certificates we do not need
+		if err := checkOriginatorInfo(&t); err != nil {
+			return err
+		}
 		r.raw.originator = t.raw
 		if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 			return err
@@ -367,8 +370,8 @@ func (r *Reader) finish() error {
 			return err
 		}
 		if t != nil {
-			if !t.constructed {
-				return malformed("bad authAttrs")
+			if err := checkAttributes(t, "authAttrs"); err != nil {
+				return err
 			}
 			// The AAD is the DER of the attributes with the SET OF tag.
 			r.aad = bytes.Clone(t.raw)
@@ -388,11 +391,19 @@ func (r *Reader) finish() error {
 		if len(r.mac) != gcmTagSize {
 			return malformed("mac of %d bytes (want %d)", len(r.mac), gcmTagSize)
 		}
-		if _, err := opt(2, "unauthAttrs"); err != nil {
+		if t, err := opt(2, "unauthAttrs"); err != nil {
+			return err
+		} else if t != nil {
+			if err := checkAttributes(t, "unauthAttrs"); err != nil {
+				return err
+			}
+		}
+	} else if t, err := opt(1, "unprotectedAttrs"); err != nil {
+		return err
+	} else if t != nil {
+		if err := checkAttributes(t, "unprotectedAttrs"); err != nil {
 			return err
 		}
-	} else if _, err := opt(1, "unprotectedAttrs"); err != nil {
-		return err
 	}
 	if err := s.close(r.ed); err != nil {
 		return err
