@@ -315,7 +315,6 @@ func (s *Server) handleCertUpload(c *call) error {
 	}
 	if !allowed {
 		s.log.Warn("certificate upload refused: the key is not the tenant's", "client", c.id.name, "tenant", t.name, "backend", req.Backend, "key", ref, "request_id", c.reqID)
-		s.metrics.Error("not_key_owner")
 		ev.Outcome = "denied"
 		ev.Error = "not_key_owner"
 		if err := s.audit.Log(ev); err != nil {
