@@ -317,7 +317,7 @@ func (s *Server) handleCertUpload(c *call) error {
 		s.log.Warn("certificate upload refused: the key is not the tenant's", "client", c.id.name, "tenant", t.name, "backend", req.Backend, "key", ref, "request_id", c.reqID)
 		ev.Outcome = "denied"
 		ev.Error = "not_key_owner"
-		if err := s.audit.Log(ev); err != nil {
+		if err := s.logAudit(ev); err != nil {
 			s.log.Error("audit log write failed", "error", err)
 		}
 		return errNotOwner(t.name)
@@ -341,7 +341,11 @@ func (s *Server) handleCertUpload(c *call) error {
 	if opErr != nil {
 		return opErr
 	}
-	nrt := s.rt.Load()
+	nrt := s.acquireGeneration()
+	if nrt == nil {
+		return errShuttingDown
+	}
+	defer nrt.release()
 	for _, k := range nrt.tenants[t.name].keys {
 		if k.id == req.ID {
 			return c.writeJSON(http.StatusCreated, nrt.tenants[t.name].describe(k))

@@ -228,7 +228,7 @@ func (s *Server) settleUploads(rt *generation) {
 			outcome, code = "error", "data_dir"
 		}
 		ev := audit.Event{Time: time.Now().UTC(), Client: "envelopd", Op: "certificates_reconcile", Tenant: u.Tenant, KeyID: u.ID, Backend: u.Backend, Outcome: outcome, Error: code}
-		if err := s.audit.Log(ev); err != nil {
+		if err := s.logAudit(ev); err != nil {
 			s.log.Error("audit log write failed", "error", err)
 		}
 	}

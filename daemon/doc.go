@@ -50,13 +50,22 @@
 // # Streams
 //
 // Encrypt and decrypt stream both ways (full duplex) with bounded memory, at
-// most limits.max_streams at once (503 with Retry-After beyond). A request
+// most limits.max_streams at once in the whole process (503 with
+// Retry-After beyond), of which at most limits.max_streams_per_client for
+// one client and limits.max_streams_per_tenant for one tenant (429). The
+// limits live in the Server, not in a generation, so reloads and uploads
+// never reset them. A request
 // with a Content-Length gets definite-length DER; a chunked one BER with
 // indefinite lengths. When a stream fails after the response started, the
 // daemon breaks the transfer (no terminating chunk), so a client sees an
 // error, never a clean end of file. A stream whose client stops sending
 // its body or stops reading the response for limits.idle_timeout is broken
-// off, so a stalled client cannot hold a stream slot for ever.
+// off, and so is one slower than limits.min_stream_rate (bytes per second
+// over limits.min_stream_rate_window), so a stalled or trickling client
+// cannot hold a stream slot for ever. AES-GCM ciphertext is staged in
+// server.staging_dir within limits.max_staging_bytes_per_stream (413) and
+// limits.max_staging_bytes (503). Connections are bounded by
+// limits.max_connections and request headers by limits.max_header_bytes.
 //
 // Clients must treat an incomplete response body as a failure. In
 // particular CBC content is unauthenticated: its padding can only be checked

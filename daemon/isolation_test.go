@@ -47,8 +47,13 @@ type = "file"
 keystore = "%[1]s.link"
 password = "pass:pw-pw-pw-pw"
 
+[storage.shared]
+type = "file"
+root = "%[1]s.rec"
+
 [[tenants]]
 name = "a"
+storage = "shared"
   [[tenants.keys]]
   id = "a1"
   backend = "local"
@@ -56,6 +61,7 @@ name = "a"
 
 [[tenants]]
 name = "b"
+storage = "shared"
   [[tenants.keys]]
   id = "b1"
   backend = "local"
@@ -80,6 +86,9 @@ func newTwoTenants(t testing.TB, extra string) *harness {
 	ks := filepath.Join(dir, "keys.envks")
 	certs := keystoreFor(t, ks, "a-k1", "b-k1", "spare")
 	if err := os.Symlink(ks, ks+".link"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(ks+".rec", 0o700); err != nil { // the shared recording storage
 		t.Fatal(err)
 	}
 	body := strings.ReplaceAll(twoTenants+extra, "%[1]s", ks)
@@ -379,6 +388,19 @@ func (m *bMaterial) leaks(body []byte) string {
 	return ""
 }
 
+// followURL returns the path of a "url" in a JSON answer, or "".
+func followURL(body []byte) string {
+	var js struct{ URL string }
+	if json.Unmarshal(body, &js) != nil || js.URL == "" {
+		return ""
+	}
+	u, err := url.Parse(js.URL)
+	if err != nil {
+		return ""
+	}
+	return u.RequestURI()
+}
+
 // variant is one request shape tried on every route.
 type variant struct {
 	name   string
@@ -412,6 +434,8 @@ func isolationVariants(h *harness, m *bMaterial, bUploaded *testenv.Cert) []vari
 				add("private key into "+backend+":"+ref, url.Values{"id": {"k1"}, "backend": {backend}, "key": {ref}}, append(append([]byte(nil), fresh.CertPEM...), fresh.KeyPEM...))
 			}
 		}
+		add("playback of b's recording", nil, js(map[string]any{"media": "/b.p7m"}), "Content-Type", "application/json")
+		add("playback of b's raw media", nil, js(map[string]any{"media": "/b.raw", "envelope": string(hdrPEM)}), "Content-Type", "application/json")
 		add("certificate only", url.Values{"id": {"c1"}}, bCert.CertPEM)
 		add("uploaded certificate only", url.Values{"id": {"c2"}, "state": {"retired"}}, bUploaded.CertPEM)
 	}
@@ -460,9 +484,20 @@ func TestTenantIsolationProperty(t *testing.T) {
 	cw.Write(m.plain)
 	cw.Close()
 	m.raw = raw.Bytes()
+	// b's recordings in the storage both tenants play from.
+	for name, data := range map[string][]byte{"b.p7m": m.complete[0], "b.raw": m.raw} {
+		if err := os.WriteFile(filepath.Join(h.ks+".rec", name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// b itself gets 200 for these (the material is right).
 	if r := h.do(uidAdminB, "POST", "/v1/decrypt", m.complete[1]); r.status != 200 {
 		t.Fatalf("b decrypts: %d %s", r.status, r.body)
+	}
+	if r := h.do(uidAdminB, "POST", "/v1/tenants/b/playback", []byte(`{"media":"/b.p7m"}`)); r.status/100 != 2 {
+		t.Fatalf("b plays its recording: %d %s", r.status, r.body)
+	} else if l := h.do(-1, "GET", followURL(r.body), nil); l.status != 200 || m.leaks(l.body) == "" {
+		t.Fatalf("b's play URL: %d %.80q", l.status, l.body)
 	}
 
 	uids := []int{-1, 4242, uidAdminA} // no credentials, no rule, admin of a
@@ -512,6 +547,14 @@ func TestTenantIsolationProperty(t *testing.T) {
 						t.Errorf("uid %d: %s %s (%s): HTTP %d on tenant b", uid, method, target, v.name, r.status)
 					} else if why := m.leaks(r.body); why != "" {
 						t.Errorf("uid %d: %s %s (%s): HTTP %d with %s", uid, method, target, v.name, r.status, why)
+					} else if link := followURL(r.body); link != "" {
+						// A capability in the answer (a play URL): what it
+						// serves counts too.
+						if l := h.do(-1, "GET", link, nil); l.status/100 == 2 {
+							if why := m.leaks(l.body); why != "" {
+								t.Errorf("uid %d: %s %s (%s): its URL %s serves %s", uid, method, target, v.name, link, why)
+							}
+						}
 					}
 				}
 			}

@@ -35,6 +35,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/tenants/{tenant}/certificates", "certificates_list", config.OpAdmin, true, s.handleCertList},
 		{"POST /v1/tenants/{tenant}/certificates", "certificates_upload", config.OpAdmin, true, s.handleCertUpload},
 		{"DELETE /v1/tenants/{tenant}/certificates/{id}", "certificates_delete", config.OpAdmin, true, s.handleCertDelete},
+		{"POST /v1/tenants/{tenant}/playback", "playback", config.OpDecrypt, true, s.handlePlaybackCreate},
+		{"GET /v1/play/{token}", "play", permCapability, false, s.handlePlay}, // and HEAD
 		{"GET /v1/health", "health", "", true, s.handleHealth},
 		{"GET /metrics", "metrics", "", true, s.handleMetrics},
 	}

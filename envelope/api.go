@@ -68,6 +68,10 @@ type Options struct {
 	Length int64
 	// Rand is the randomness source (nil = crypto/rand).
 	Rand io.Reader
+	// Budget bounds the chunks the writer encrypts and writes in the
+	// background, shared with other streams (see Budget). Nil means
+	// DefaultBudget.
+	Budget *Budget
 }
 
 // DataKey is a content-encryption key and its parameters.
@@ -141,4 +145,6 @@ var (
 	// ErrHasContent: a complete envelope where a header-only one is
 	// needed (a separate ciphertext was given as well).
 	ErrHasContent = errors.New("envelope: the envelope carries its content")
+	// ErrStageLimit: an AES-GCM content is larger than Reader.StageLimit.
+	ErrStageLimit = errors.New("envelope: AES-GCM content larger than the staging limit")
 )

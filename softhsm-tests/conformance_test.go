@@ -30,6 +30,7 @@ func TestConformance(t *testing.T) {
 	need(t)
 	backendtest.Run(t, backendtest.Harness{
 		Open: func(t testing.TB) backends.Backend { return open(t) },
+		Name: "hsm",
 		NewKey: func(t testing.TB, b backends.Backend, bits int, p backends.Padding) string {
 			if bits == 2048 {
 				gen, ok := b.(backends.Generator)

@@ -170,7 +170,7 @@ func open(t testing.TB, mod ...func(*pkcs11.Options)) *pkcs11.Backend {
 	for _, f := range mod {
 		f(&o)
 	}
-	b, err := pkcs11.Open(ctx(t), "hsm", o)
+	b, err := pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if err != nil {
 		t.Fatalf("pkcs11.Open: %v", err)
 	}

@@ -140,18 +140,28 @@ func (b *Backend) wrappingKey(ctx context.Context) (*rsa.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, _ := sec.Data["public_key"].(string)
+	pub, err := parseWrappingKey(sec.Data)
+	if err != nil {
+		return nil, b.err("import", "", err)
+	}
+	return pub, nil
+}
+
+// parseWrappingKey decodes the data of a transit/wrapping_key answer: a PEM
+// RSA-4096 public key.
+func parseWrappingKey(data map[string]any) (*rsa.PublicKey, error) {
+	s, _ := data["public_key"].(string)
 	blk, _ := pem.Decode([]byte(s))
 	if blk == nil {
-		return nil, b.err("import", "", errors.New("vault returned no wrapping key"))
+		return nil, errors.New("vault returned no wrapping key")
 	}
 	pk, err := x509.ParsePKIXPublicKey(blk.Bytes)
 	if err != nil {
-		return nil, b.err("import", "", fmt.Errorf("wrapping key: %v", err))
+		return nil, fmt.Errorf("wrapping key: %v", err)
 	}
 	pub, ok := pk.(*rsa.PublicKey)
 	if !ok || pub.N.BitLen() != 4096 {
-		return nil, b.err("import", "", errors.New("wrapping key is not RSA-4096"))
+		return nil, errors.New("wrapping key is not RSA-4096")
 	}
 	return pub, nil
 }
