@@ -308,6 +308,14 @@ func (s *Server) handleCertUpload(c *call) error {
 			return newAPIError(http.StatusBadRequest, "bad_key_ref", "key %q: a new key is named by a plain name (an alias, label or key name), not a reference with a scheme", ref)
 		}
 	}
+	// The certificate's recipient identifiers must not name another key.
+	if k := rt.identifierClash(leaf, leafPub); k != nil {
+		if k.tenant != t.name {
+			allowed = false
+		} else if allowed {
+			return newAPIError(http.StatusConflict, "identifier_conflict", "the certificate has the issuer and serial number or subject key identifier of key %q, which is another key: recipients could not be told apart", k.id)
+		}
+	}
 	ev := c.event()
 	ev.KeyID = req.ID
 	if bs != nil {

@@ -287,6 +287,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		}
 		rt.tenants[tc.Name] = t
 	}
+	if err := rt.checkIdentifiers(); err != nil {
+		return nil, err
+	}
 	if rt.stores, err = openStores(cfg); err != nil {
 		return nil, err
 	}

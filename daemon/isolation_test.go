@@ -7,14 +7,18 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"math/rand/v2"
+	"math/big"
+	mrand "math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/envelope"
@@ -262,6 +267,22 @@ func TestConfigKeySharedByTwoTenants(t *testing.T) {
 			t.Logf("refused: %v", err)
 		})
 	}
+	// A certificate that names another tenant's key by its identifiers.
+	t.Run("identifiers of another tenant's key", func(t *testing.T) {
+		h := newTwoTenants(t, "")
+		h.srv.Close()
+		b := h.certs["b-k1"]
+		forged := forgeCert(t, h.certs["spare"].Key, b.Cert.Issuer, func(c *x509.Certificate) { c.SerialNumber = b.Cert.SerialNumber })
+		certFile := filepath.Join(h.dir, "forged.crt")
+		os.WriteFile(certFile, forged, 0o644)
+		cfg, _ := os.ReadFile(h.cfgPath)
+		cfg = append(cfg, fmt.Sprintf("[[tenants]]\nname = \"c\"\n  [[tenants.keys]]\n  id = \"c1\"\n  backend = \"local\"\n  key = \"spare\"\n  cert = %q\n", certFile)...)
+		os.WriteFile(h.cfgPath, cfg, 0o600)
+		_, err := New(t.Context(), Options{ConfigPath: h.cfgPath, LogOutput: h.logs, AuditOutput: h.audit})
+		if err == nil || !strings.Contains(err.Error(), `"b"`) || !strings.Contains(err.Error(), `"c"`) {
+			t.Fatalf("a certificate with b's issuer and serial for c's key: %v", err)
+		}
+	})
 	// Two keys of one tenant may share a key pair (a renewed certificate).
 	t.Run("one tenant, two certificates of one key", func(t *testing.T) {
 		newTwoTenants(t, "[[tenants]]\nname = \"c\"\n  [[tenants.keys]]\n  id = \"c1\"\n  backend = \"local\"\n  key = \"spare\"\n  [[tenants.keys]]\n  id = \"c2\"\n  backend = \"same\"\n  key = \"file:spare\"\n  state = \"retired\"\n")
@@ -504,7 +525,7 @@ func TestTenantIsolationProperty(t *testing.T) {
 	for mask := 1; mask < 64; mask++ {
 		uids = append(uids, 2000+mask)
 	}
-	rng := rand.New(rand.NewPCG(10, 1))
+	rng := mrand.New(mrand.NewPCG(10, 1))
 	if testing.Short() {
 		rng.Shuffle(len(uids), func(i, j int) { uids[i], uids[j] = uids[j], uids[i] })
 		uids = uids[:12]
@@ -584,4 +605,54 @@ func TestTenantIsolationProperty(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestUploadIdentifierCollision: an admin of a uploads a certificate of a's
+// own key that carries the recipient identifiers of b's key (b's issuer and
+// serial number, b's subject key identifier). The daemon finds keys by
+// those identifiers, so such a certificate would put a's key in front of
+// b's for every client of both tenants (b's recordings would fail to
+// decrypt for them). It is refused.
+func TestUploadIdentifierCollision(t *testing.T) {
+	h := newTwoTenants(t, "\n[[clients]]\nname = \"both\"\nuid = 1003\ntenants = [\"a\", \"b\"]\nallow = [\"decrypt\"]\n")
+	a, b := h.certs["a-k1"], h.certs["b-k1"]
+	env := sealTo(t, b.Cert, []byte("b's recording"))
+	skiEnv := func() []byte {
+		var buf bytes.Buffer
+		w, _ := envelope.Encrypt(&buf, []envelope.Recipient{{Certificate: b.Cert, UseKeyID: true}}, &envelope.Options{Length: 3})
+		w.Write([]byte("ski"))
+		w.Close()
+		return buf.Bytes()
+	}()
+	for name, tmpl := range map[string]func(*x509.Certificate){
+		"issuer and serial": func(c *x509.Certificate) {
+			c.SerialNumber = b.Cert.SerialNumber
+			c.SubjectKeyId = []byte{1, 2, 3, 4}
+		},
+		"subject key identifier": func(c *x509.Certificate) { c.SubjectKeyId = b.Cert.SubjectKeyId },
+	} {
+		forged := forgeCert(t, a.Key, b.Cert.Issuer, tmpl)
+		r := uploadPEM(h, uidAdminA, "a", url.Values{"id": {"forged-" + strings.ReplaceAll(name, " ", "-")}, "backend": {"local"}, "key": {"a-k1"}}, forged)
+		if r.status != 403 && r.status != 409 {
+			t.Errorf("%s of b's key on a's certificate: HTTP %d %s; want 403 or 409", name, r.status, r.body)
+		}
+		for _, e := range [][]byte{env, skiEnv} {
+			if r := h.do(1003, "POST", "/v1/decrypt", e); r.status != 200 {
+				t.Errorf("after the %s upload, a client of both tenants cannot decrypt b's recording: %d %s", name, r.status, r.body)
+			}
+		}
+	}
+}
+
+// forgeCert makes a self-signed certificate of key with the given issuer
+// name (and so subject), changed by mod.
+func forgeCert(t testing.TB, key *rsa.PrivateKey, issuer pkix.Name, mod func(*x509.Certificate)) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: issuer, Issuer: issuer, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0), KeyUsage: x509.KeyUsageKeyEncipherment}
+	mod(tmpl)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
