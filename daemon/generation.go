@@ -41,6 +41,11 @@ type generation struct {
 
 	// owners says which tenant owns each backend key (ownership.go).
 	owners *ownership
+	// Interrupted uploads found while building (certstore.go): completed
+	// ones to rewrite, abandoned ones to remove, and those still pending
+	// (their backend did not answer), by tenant and id.
+	completed, abandoned []*uploadRecord
+	pending              map[string]*uploadRecord
 
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
@@ -203,6 +208,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		bySKI:          map[string][]*tenantKey{},
 		owners:         newOwnership(),
 		readAhead:      envelope.NewBudget(cfg.Limits.ReadAheadBytes),
+		pending:        map[string]*uploadRecord{},
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
@@ -248,6 +254,13 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
 		}
 		for _, u := range uploads[tc.Name] {
+			if u.Pending {
+				// An upload interrupted between its key import and its
+				// record (see reconcile in certstore.go).
+				if u = rt.reconcile(ctx, u, timeout); u == nil {
+					continue
+				}
+			}
 			s, err := u.spec()
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
@@ -275,6 +288,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			rt.index(k)
 		}
 		rt.tenants[tc.Name] = t
+	}
+	if err := rt.checkIdentifiers(); err != nil {
+		return nil, err
 	}
 	if rt.stores, err = openStores(cfg); err != nil {
 		return nil, err

@@ -219,7 +219,7 @@ func Locate(src io.ReaderAt, size int64) (*Located, error) {
 		return nil, err
 	}
 	if !r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use OpenSeekable on it)")
+		return nil, fmt.Errorf("%w (use OpenSeekable on it)", ErrNoContent)
 	}
 	l := &Located{}
 	c := r.content
