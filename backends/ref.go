@@ -25,8 +25,14 @@ type Ref struct {
 var knownSchemes = map[string]bool{"file": true, "pkcs11": true, "transit": true, "awskms": true}
 
 // ParseRef parses s. For the pkcs11 scheme it parses the RFC 7512 path
-// attributes (query attributes after '?' are ignored except pin-source, which
-// is refused: PINs are configured on the backend).
+// attributes. Query attributes (after '?') are left in Opaque for the
+// backend, except a PIN by value: pin-value (in any case or
+// percent-encoding) is refused here, whatever the backend, because key
+// references are written to configuration files, logs and audit lines. A
+// pin-source only names where a PIN is; the pkcs11 backend refuses it too,
+// since its PIN is the backend's own "pin" setting, a secret reference
+// (env:NAME, file:PATH, pass:VALUE) used for the one login all its keys
+// share. The error never repeats the query.
 func ParseRef(s string) (Ref, error) {
 	if s == "" {
 		return Ref{}, fmt.Errorf("empty key reference")
@@ -38,8 +44,8 @@ func ParseRef(s string) (Ref, error) {
 	r := Ref{Scheme: scheme, Opaque: rest}
 	if scheme == "pkcs11" {
 		path, query, _ := strings.Cut(rest, "?")
-		if strings.Contains(query, "pin-value") {
-			return Ref{}, fmt.Errorf("pkcs11 reference: pin-value is not accepted in a key reference; configure the backend's pin")
+		if hasPINValue(query) {
+			return Ref{}, fmt.Errorf("pkcs11 reference: a PIN by value (pin-value) is never accepted in a key reference; configure the backend's pin as a secret reference")
 		}
 		r.Attrs = map[string]string{}
 		for _, part := range strings.Split(path, ";") {
@@ -63,6 +69,17 @@ func ParseRef(s string) (Ref, error) {
 		}
 	}
 	return r, nil
+}
+
+// hasPINValue reports whether an RFC 7512 query names pin-value, in any
+// case, raw or percent-encoded. It errs on the side of refusing: any
+// mention counts, not only a well-formed attribute.
+func hasPINValue(query string) bool {
+	q := strings.ToLower(query)
+	if dq, err := url.PathUnescape(query); err == nil {
+		q += "&" + strings.ToLower(dq)
+	}
+	return strings.Contains(q, "pin-value")
 }
 
 // String formats r back into a reference.

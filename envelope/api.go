@@ -68,6 +68,10 @@ type Options struct {
 	Length int64
 	// Rand is the randomness source (nil = crypto/rand).
 	Rand io.Reader
+	// Budget bounds the chunks the writer encrypts and writes in the
+	// background, shared with other streams (see Budget). Nil means
+	// DefaultBudget.
+	Budget *Budget
 }
 
 // DataKey is a content-encryption key and its parameters.

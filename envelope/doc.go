@@ -20,6 +20,16 @@
 // DataKey (NewDataKey); Splice joins a header and a ciphertext into one
 // complete envelope that openssl smime -decrypt -binary -inform DER opens.
 //
+// # Re-wrapping
+//
+// Rewrap (and Reader.Rewrap, given a data key) writes an envelope again with
+// its data key wrapped to new recipients, in place of the old ones or next
+// to them, without decrypting the content: it is copied as it is, streaming,
+// and the output keeps the input's form (DER with recomputed lengths, BER,
+// PEM, header-only). Reader.ReplaceRecipients takes the new RecipientInfos
+// from a header-only envelope wrapped elsewhere (a daemon's rewrap).
+// ContentCheck checks a data key against a separate ciphertext.
+//
 // # Reading
 //
 // NewReader accepts DER, BER (indefinite lengths, chunked and nested
@@ -29,6 +39,24 @@
 // envelope, DecryptDetached that of a header-only envelope plus its
 // separate ciphertext, and DecryptContent raw ciphertext with a known
 // DataKey.
+//
+// # Random access (playback)
+//
+// Recordings are played from storage with seeks: Seekable serves any byte
+// range of the plaintext from an io.ReaderAt over the ciphertext, reading
+// only the blocks under the range (CBC decrypts from any block, which needs
+// only the ciphertext block before it). OpenSeekable opens raw CBC content
+// (the separate ciphertext of a header-only envelope); Locate finds the
+// content of a complete DER or BER envelope (for DER one OCTET STRING at a
+// known offset; for BER an index of its chunks, built in one pass) and
+// (*Located).OpenSeekable opens it. The plaintext size is known from the
+// last block's padding before the first byte is served. A range that ends
+// before the last block cannot check the padding; one that reaches the end
+// checks it and fails with ErrDecrypt before releasing the last block.
+// AES-GCM content is read once, staged as ciphertext in an unlinked file
+// while it is authenticated, and ranged (CTR keystream at the range's
+// block) only after the tag verified. A source that also implements
+// RangeOpener streams a range with one request.
 //
 // Private keys are reached through KeyResolver, which maps a recipient's
 // identifier to a crypto.Decrypter: a key in a file, an HSM, Vault or a
@@ -48,17 +76,29 @@
 //
 // # Performance
 //
-// Data moves in 512 KiB chunks from a pool. The writer encrypts in
-// goroutines chained in order, so that encryption overlaps both the
-// production of plaintext and the writes (CBC encryption itself is serial).
-// The CBC reader decrypts several chunks at once on all cores (a CBC block
-// needs only the previous ciphertext block) while the next chunk is read.
-// The writer implements io.ReaderFrom and the readers io.WriterTo, so
-// io.Copy avoids copies. BenchmarkEncrypt and BenchmarkDecrypt measure it.
+// Data moves in 512 KiB chunks (ChunkSize) from a pool. AES-CBC runs in
+// internal/aescbc: assembly on amd64 (one call per chunk; decryption 8 to
+// 32 blocks wide, with VAES where the CPU has it), crypto/cipher
+// elsewhere. The writer encrypts and writes in goroutines chained in
+// order, so that encryption overlaps both the production of plaintext and
+// the writes (CBC encryption itself is serial). The CBC reader reads and
+// decrypts chunks ahead of its consumer. The writer implements
+// io.ReaderFrom and the readers io.WriterTo, so io.Copy avoids copies.
+// BenchmarkEncrypt and BenchmarkDecrypt measure it.
+//
+// # Memory
+//
+// A stream holds one chunk of its own; the chunks it reads or writes
+// ahead, at most MaxAhead, come from a Budget shared by many streams
+// (Reader.Budget, Options.Budget; DefaultBudget, 16 MiB, when nil). When
+// the budget is spent, streams work synchronously instead of waiting for
+// it. So n concurrent streams hold at most n×ChunkSize plus the budget,
+// and a single stream keeps its speed with a budget of MaxAhead chunks.
 //
 // # Concurrency
 //
-// Package functions are safe for concurrent use. A Reader, and each writer
+// Package functions are safe for concurrent use, and so is a Seekable
+// (each NewReader stream belongs to one goroutine). A Reader, and each writer
 // or plaintext reader returned, must be used by one goroutine at a time;
 // their background goroutines are internal and end with the chunks in
 // flight, even when a stream is abandoned without Close. Identities is
@@ -75,8 +115,11 @@
 // verified but not returned, and none are written; GCM takes 12-byte nonces
 // and 16-byte tags only, and at most 2^36-32 bytes; decrypting needs free
 // space in Reader.TempDir for the whole ciphertext (bounded per envelope by
-// Reader.StageLimit, and across readers by a budget behind Reader.Stage). Header-only envelopes
-// and Splice are for CBC only. originatorInfo and unprotectedAttrs are
+// Reader.StageLimit, and across readers by a budget behind Reader.Stage).
+// Header-only envelopes and Splice are for CBC only. Locate refuses PEM
+// (base64 has no byte offsets) and BER content in more than 65536 irregular
+// chunks; a GCM Seekable needs free space in SeekOptions.TempDir for the
+// ciphertext. originatorInfo and unprotectedAttrs are
 // skipped when reading (Splice copies them). Memory stays constant for any
 // content size; elements of the header are limited to 1 MiB each.
 //

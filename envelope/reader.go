@@ -34,6 +34,9 @@ type Reader struct {
 	// when the plaintext reader is closed or Decrypt fails; the caller
 	// knows when that is.
 	Stage func(n int64) error
+	// Budget bounds the chunks that CBC decryption reads ahead, shared
+	// with other streams (see Budget). Nil means DefaultBudget.
+	Budget *Budget
 
 	hdr     Header
 	s       *stream
@@ -43,6 +46,17 @@ type Reader struct {
 	mac     []byte         // GCM tag, known after the content
 	aad     []byte         // DER of authAttrs (SET) if present
 	used    bool
+	raw     rawParts // the encodings Rewrap copies
+}
+
+// rawParts are the encodings of the envelope's fields, as read, for
+// Rewrap: everything but the content and the outer headers.
+type rawParts struct {
+	version    []byte // EnvelopedData version
+	originator []byte // originatorInfo [0], if present
+	ris        tlv    // recipientInfos SET
+	eciFields  []byte // EncryptedContentInfo contentType and contentEncryptionAlgorithm
+	after      []byte // the elements after EncryptedContentInfo (attributes, mac)
 }
 
 var top = frame{what: "input", end: -1}
@@ -266,14 +280,17 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseSmallInt(&t); err != nil {
 		return fmt.Errorf("%s version: %w", what, err)
 	}
+	r.raw.version = t.raw
 	if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 		return err
 	}
 	if t.is(classContext, 0) { // originatorInfo: certificates we do not need
+		r.raw.originator = t.raw
 		if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 			return err
 		}
 	}
+	r.raw.ris = t
 	var skipped int
 	if r.hdr.Recipients, skipped, err = parseRecipientInfos(&t); err != nil {
 		return err
@@ -293,9 +310,11 @@ func (r *Reader) parseHeader() error {
 	if _, err := parseOID(&t); err != nil {
 		return err
 	}
+	r.raw.eciFields = bytes.Clone(t.raw)
 	if t, err = s.readElem(r.eci, "contentEncryptionAlgorithm"); err != nil {
 		return err
 	}
+	r.raw.eciFields = append(r.raw.eciFields, t.raw...)
 	if r.hdr.Cipher, r.hdr.IV, err = parseContentAlg(&t, r.hdr.Authenticated); err != nil {
 		return err
 	}
@@ -354,6 +373,7 @@ func (r *Reader) finish() error {
 			return nil, err
 		}
 		t, err := s.readElem(r.ed, what)
+		r.raw.after = append(r.raw.after, t.raw...)
 		return &t, err
 	}
 	if r.hdr.Authenticated {
@@ -373,6 +393,7 @@ func (r *Reader) finish() error {
 		if err != nil {
 			return err
 		}
+		r.raw.after = append(r.raw.after, m.raw...)
 		if !m.is(classUniversal, tagOctetString) {
 			return malformed("mac: expected OCTET STRING")
 		}
@@ -428,12 +449,15 @@ func ParseHeader(b []byte) (*Header, error) {
 // usually yields a random data key and only the content reveals it. Errors
 // of kr or of the key that are not decryption failures (backend
 // unavailable, cancelled) are returned wrapped.
-func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
+func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) { return unwrapKey(&r.hdr, kr) }
+
+// unwrapKey is UnwrapKey for the recipients of hdr.
+func unwrapKey(hdr *Header, kr KeyResolver) (*DataKey, error) {
 	if kr == nil {
 		return nil, ErrNoRecipient
 	}
-	for i := range r.hdr.Recipients {
-		ri := r.hdr.Recipients[i]
+	for i := range hdr.Recipients {
+		ri := hdr.Recipients[i]
 		dec, err := kr.ResolveRecipient(&ri)
 		if errors.Is(err, ErrNoRecipient) {
 			continue
@@ -442,9 +466,9 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 			return nil, err
 		}
 		if ri.Transport == 0 {
-			return nil, unsupported("%s", r.hdr.Recipients[i].Unsupported)
+			return nil, unsupported("%s", hdr.Recipients[i].Unsupported)
 		}
-		n := r.hdr.Cipher.KeySize()
+		n := hdr.Cipher.KeySize()
 		var key []byte
 		if ri.Transport == RSAPKCS1v15 {
 			key, err = dec.Decrypt(rand.Reader, ri.EncryptedKey, &rsa.PKCS1v15DecryptOptions{SessionKeyLen: n})
@@ -461,7 +485,7 @@ func (r *Reader) UnwrapKey(kr KeyResolver) (*DataKey, error) {
 		if len(key) != n {
 			return nil, ErrDecrypt
 		}
-		return &DataKey{Cipher: r.hdr.Cipher, Key: key, IV: bytes.Clone(r.hdr.IV)}, nil
+		return &DataKey{Cipher: hdr.Cipher, Key: key, IV: bytes.Clone(hdr.IV)}, nil
 	}
 	return nil, ErrNoRecipient
 }
@@ -502,7 +526,7 @@ func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 	if r.hdr.Authenticated {
 		return r.decryptGCM(dk)
 	}
-	return newCBCReader(r.content, dk)
+	return newCBCReader(r.content, dk, r.Budget)
 }
 
 // DecryptDetached decrypts a separate raw ciphertext stream (as
@@ -519,13 +543,13 @@ func (r *Reader) DecryptDetached(kr KeyResolver, ciphertext io.Reader) (io.ReadC
 	if err != nil {
 		return nil, err
 	}
-	return newCBCReader(ciphertext, dk)
+	return newCBCReader(ciphertext, dk, r.Budget)
 }
 
 // DecryptContent returns the plaintext of raw CBC content encrypted with dk
 // (as EncryptContent writes it). Padding is checked at the end; a bad
 // padding is ErrDecrypt. The returned reader is also an io.Closer and an
-// io.WriterTo.
+// io.WriterTo. It reads ahead within DefaultBudget.
 func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if err := dk.check(); err != nil {
 		return nil, err
@@ -533,5 +557,5 @@ func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if dk.Cipher.IsGCM() {
 		return nil, unsupported("raw content with %v", dk.Cipher)
 	}
-	return newCBCReader(src, dk)
+	return newCBCReader(src, dk, nil)
 }

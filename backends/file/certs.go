@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // ErrCertificateMismatch: a certificate given for an entry is not a
 // certificate of the entry's key (its public key differs).
-var ErrCertificateMismatch = errors.New("the certificate is not one of this entry's key (its public key differs)")
+var ErrCertificateMismatch = errors.New("the certificate is not a certificate of the entry's key (its public key differs)")
 
 // CertificateMismatchError says which certificate did not match which
 // entry, and which entry of the keystore it does belong to, if any. It
@@ -25,8 +26,8 @@ type CertificateMismatchError struct {
 }
 
 func (e *CertificateMismatchError) Error() string {
-	s := fmt.Sprintf("the certificate (subject %q, issuer %q, serial %s) is not one of the key of entry %q: its public key differs",
-		e.Cert.Subject.String(), e.Cert.Issuer.String(), hex.EncodeToString(e.Cert.SerialNumber.Bytes()), e.Alias)
+	s := fmt.Sprintf("the certificate (subject %q, issuer %q, serial %s) is not a certificate of the key of entry %q: its public key differs",
+		e.Cert.Subject.String(), e.Cert.Issuer.String(), strings.ToUpper(hex.EncodeToString(e.Cert.SerialNumber.Bytes())), e.Alias)
 	if e.BelongsTo != "" {
 		s += fmt.Sprintf("; it belongs to entry %q", e.BelongsTo)
 	} else {

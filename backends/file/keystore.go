@@ -325,6 +325,13 @@ func decodePayload(pt []byte, cur map[string]*entry) (map[string]*entry, error) 
 			return nil, corrupt("alias %q appears twice", se.Alias)
 		}
 		e := &entry{alias: se.Alias, keySum: sha256.Sum256(se.Key), created: se.Created, source: se.Source, state: se.State, stateChanged: se.StateChanged}
+		// Times are stored in UTC; one that is not representable in UTC
+		// (year 0 with a positive offset) could never be written back.
+		for _, tm := range []time.Time{se.Created, se.StateChanged} {
+			if y := tm.UTC().Year(); y < 0 || y > 9999 {
+				return nil, corrupt("entry %q: time %s out of range", se.Alias, tm.Format(time.RFC3339))
+			}
+		}
 		if old, ok := cur[se.Alias]; ok && old.keySum == e.keySum {
 			e.key = old.key
 		} else {
@@ -353,7 +360,7 @@ func decodePayload(pt []byte, cur map[string]*entry) (map[string]*entry, error) 
 				return nil, corrupt("entry %q: other chain %d: %v", se.Alias, i+1, err)
 			}
 			if !e.key.PublicKey.Equal(chain[0].PublicKey) {
-				return nil, corrupt("entry %q: other chain %d: the leaf certificate is not one of the entry's key", se.Alias, i+1)
+				return nil, corrupt("entry %q: other chain %d: the leaf is not a certificate of the entry's key", se.Alias, i+1)
 			}
 			e.chains = append(e.chains, chain)
 		}

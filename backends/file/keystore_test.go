@@ -433,24 +433,3 @@ func TestAliases(t *testing.T) {
 		}
 	}
 }
-
-func FuzzOpen(f *testing.F) {
-	dir := f.TempDir()
-	path := filepath.Join(dir, "seed")
-	ks, err := Create(context.Background(), path, []byte("pw"), testKDF)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ks.Close()
-	seed, _ := os.ReadFile(path)
-	f.Add(seed)
-	f.Add([]byte(magic))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p := filepath.Join(t.TempDir(), "ks")
-		os.WriteFile(p, data, 0o600)
-		ks, err := Open(context.Background(), p, []byte("pw"))
-		if err == nil {
-			ks.Close()
-		}
-	})
-}

@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/envelopd/envelopd/recording"
 )
 
 // clientOptions are the flags shared by client-mode encrypt and decrypt.
@@ -29,7 +31,8 @@ type clientOptions struct {
 	Cipher string // optional cipher name for encrypt
 	In     string // input path ("" = stdin)
 	Out    string // output path ("" = stdout); written atomically
-	Header string // decrypt: header-only envelope file (PEM or DER) for a raw ciphertext input
+	Header string // decrypt: header-only envelope file (PEM or DER) or recording.json, for a raw ciphertext input
+	Media  string // decrypt: mediaId of the entry of a recording.json -header
 }
 
 // maxHeaderFile bounds a -header file.
@@ -59,7 +62,7 @@ func runClientEncrypt(ctx context.Context, env *cliEnv, o clientOptions) error {
 func runClientDecrypt(ctx context.Context, env *cliEnv, o clientOptions) error {
 	hdr := http.Header{}
 	if o.Header != "" {
-		der, err := readHeaderFile(o.Header)
+		der, err := readHeaderFile(o.Header, o.Media)
 		if err != nil {
 			return err
 		}
@@ -68,16 +71,25 @@ func runClientDecrypt(ctx context.Context, env *cliEnv, o clientOptions) error {
 	return clientStream(ctx, env, o, "http://envelopd/v1/decrypt", hdr, 0o600)
 }
 
-// readHeaderFile reads a header-only envelope, PEM or DER, and returns DER.
-func readHeaderFile(path string) ([]byte, error) {
+// readHeaderFile reads a header-only envelope, PEM or DER, or a
+// recording's metadata (recording.json, told apart by content) whose media
+// file media (optional when there is only one) carries one, and returns
+// the DER.
+func readHeaderFile(path, media string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open -header: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxHeaderFile+1))
+	b, err := io.ReadAll(io.LimitReader(f, recording.MaxMetadataSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read -header: %w", err)
+	}
+	if recording.IsMetadata(b) {
+		return headerFromMetadata(path, b, media)
+	}
+	if media != "" {
+		return nil, fmt.Errorf("-media goes with a recording.json -header; %s is an envelope", path)
 	}
 	if len(b) > maxHeaderFile {
 		return nil, fmt.Errorf("-header %s is larger than %d bytes; is it a header-only envelope?", path, maxHeaderFile)
@@ -90,6 +102,27 @@ func readHeaderFile(path string) ([]byte, error) {
 		return blk.Bytes, nil
 	}
 	return b, nil
+}
+
+// headerFromMetadata returns the DER of the envelope of media file media
+// of the recording.json b read from path.
+func headerFromMetadata(path string, b []byte, media string) ([]byte, error) {
+	m, err := recording.Parse(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("-header %s: %w", path, err)
+	}
+	mf, err := m.Media(media)
+	if err != nil {
+		if media == "" {
+			return nil, fmt.Errorf("-header %s: %w (choose with -media)", path, err)
+		}
+		return nil, fmt.Errorf("-header %s: -media: %w", path, err)
+	}
+	der, err := mf.Header()
+	if err != nil {
+		return nil, fmt.Errorf("-header %s: %w", path, err)
+	}
+	return der, nil
 }
 
 func clientStream(ctx context.Context, env *cliEnv, o clientOptions, u string, hdr http.Header, perm os.FileMode) error {

@@ -22,13 +22,15 @@ func init() {
 	register(&command{name: "decrypt", summary: "decrypt a recording with local keys, a keystore, or a daemon", run: runDecrypt})
 }
 
-const decryptSynopsis = `-key FILE [-key FILE ...] [-cert FILE ...] [-pass SPEC] [-header FILE] [-in FILE] [-out FILE]
-       envelopd decrypt -keystore FILE [-pass SPEC] [-header FILE] [-in FILE] [-out FILE]
-       envelopd decrypt -socket PATH [-header FILE] [-in FILE] [-out FILE]
+const decryptSynopsis = `-key FILE [-key FILE ...] [-cert FILE ...] [-pass SPEC] [-header FILE [-media ID]] [-in FILE] [-out FILE]
+       envelopd decrypt -keystore FILE [-pass SPEC] [-header FILE [-media ID]] [-in FILE] [-out FILE]
+       envelopd decrypt -socket PATH [-header FILE [-media ID]] [-in FILE] [-out FILE]
 
 Decrypts a CMS envelope (DER, BER or PEM) from -in (default stdin) to -out
 (default stdout). With -header FILE, -in is raw ciphertext and FILE the
-header-only envelope stored with it. The key is chosen by the recipient's
+header-only envelope stored with it (PEM or DER), or the recording's
+recording.json, whose media file -media ID (its mediaId; optional when there
+is one) carries the envelope in its pkcs7 member. The key is chosen by the recipient's
 identifier: give each key's certificate with -cert (or put the certificate
 in the key's PEM file) when recipients are named by issuer and serial.
 -pass SPEC (env:NAME, file:PATH or pass:VALUE) unlocks encrypted keys or the
@@ -42,7 +44,8 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&certs, "cert", "certificate `FILE` of a -key, to match issuer-and-serial recipients (repeatable)")
 	pass := fs.String("pass", "", "password `SPEC` for encrypted keys or the keystore: env:NAME, file:PATH or pass:VALUE")
 	keystore := fs.String("keystore", "", "decrypt with whichever entry of this keystore `FILE` matches")
-	header := fs.String("header", "", "header-only envelope `FILE` (PEM or DER); -in is then the raw ciphertext")
+	header := fs.String("header", "", "header-only envelope `FILE` (PEM or DER) or recording.json; -in is then the raw ciphertext")
+	media := fs.String("media", "", "mediaId `ID` of the media file in a recording.json -header (optional when it has one)")
 	in := fs.String("in", "", "input `FILE` (default stdin)")
 	out := fs.String("out", "", "output `FILE` (default stdout)")
 	socket := fs.String("socket", "", "decrypt through the daemon at this Unix socket `PATH`")
@@ -68,18 +71,22 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	case len(certs) > 0 && len(keys) == 0:
 		return errors.New("-cert goes with -key")
 	}
+	if *media != "" && *header == "" {
+		return errors.New("-media goes with -header recording.json")
+	}
 	if *socket != "" {
-		return runClientDecrypt(ctx, env, clientOptions{Socket: *socket, In: *in, Out: *out, Header: *header})
+		return runClientDecrypt(ctx, env, clientOptions{Socket: *socket, In: *in, Out: *out, Header: *header, Media: *media})
 	}
 
 	var kr envelope.KeyResolver
+	var ksKeys *keystoreKeys // for keystore-mode hints
 	if *keystore != "" {
 		r, release, err := keystoreResolver(ctx, env, *keystore, *pass)
 		if err != nil {
 			return err
 		}
 		defer release()
-		kr = r
+		kr, ksKeys = r, r
 	} else {
 		r, err := loadKeyResolver(keys, certs, *pass)
 		if err != nil {
@@ -90,7 +97,7 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 
 	var hdr []byte
 	if *header != "" {
-		b, err := readHeaderFile(*header)
+		b, err := readHeaderFile(*header, *media)
 		if err != nil {
 			return err
 		}
@@ -123,6 +130,9 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 		plain, err = r.Decrypt(kr)
 	}
 	if err != nil {
+		if ksKeys != nil && errors.Is(err, envelope.ErrNoRecipient) {
+			return ksKeys.noRecipient(r.Header())
+		}
 		return describeDecryptErr(err, r.Header())
 	}
 	defer plain.Close()

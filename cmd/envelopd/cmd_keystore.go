@@ -36,10 +36,12 @@ var keystoreSubcommands = []struct {
 	run            func(ctx context.Context, env *cliEnv, args []string) error
 }{
 	{"create", "create a new, empty keystore", ksCreate},
-	{"import", "import a PEM key and certificate, or migrate a JKS/PKCS#12 keystore", ksImport},
+	{"import", "import a PEM key and certificate, migrate a JKS/PKCS#12 keystore, or restore a backup", ksImport},
 	{"generate", "generate a key pair with a self-signed certificate (and a CSR)", ksGenerate},
-	{"list", "list the entries", ksList},
+	{"set-certificate", "add a (CA-signed, renewed) certificate of an entry's key", ksSetCertificate},
+	{"list", "list the entries and the certificates of each", ksList},
 	{"export-cert", "write an entry's certificate (chain) as PEM", ksExportCert},
+	{"export", "back up an entry (key and certificates) as a PKCS#12 file", ksExport},
 	{"retire", "retire an entry: it still decrypts, but is no longer used to encrypt", ksRetire},
 	{"delete", "delete an entry (needs -force)", ksDelete},
 }
@@ -54,9 +56,12 @@ func runKeystore(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprint(&usage, "usage: envelopd keystore <subcommand> -keystore FILE [-pass SPEC] [flags]\n\n")
 	for i, s := range keystoreSubcommands {
 		subs[i] = subcommand{s.name, s.run}
-		fmt.Fprintf(&usage, "  %-12s %s\n", s.name, s.synopsis)
+		fmt.Fprintf(&usage, "  %-16s %s\n", s.name, s.synopsis)
 	}
 	fmt.Fprintf(&usage, "\nThe password is -pass env:NAME|file:PATH|pass:VALUE, or the value of $%s.\n", keystorePasswordEnv)
+	fmt.Fprint(&usage, "An entry holds one key and any number of its certificates (set-certificate):\n"+
+		"the current one is used to encrypt, every one of them names the key to decrypt.\n"+
+		"Back up with export (PKCS#12), restore with import -from BACKUP.p12 -alias NAME.\n")
 	fmt.Fprint(&usage, "run \"envelopd keystore <subcommand> -h\" for its flags.\n")
 	return runSubcommand(ctx, env, "keystore", usage.String(), subs, args)
 }
@@ -142,8 +147,8 @@ func ksCreate(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func ksImport(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "import", "(-alias NAME -key KEY.pem [-key-pass SPEC] -cert CERT.pem [-chain CA.pem] | -from OTHER.jks|OTHER.p12 -from-pass SPEC [-alias NAME])")
-	alias := f.fs.String("alias", "", "entry `NAME` (with -from: import only this alias)")
+	f := newKSFlags(env, "import", "(-alias NAME -key KEY.pem [-key-pass SPEC] -cert CERT.pem [-chain CA.pem] | -alias NAME -cert SIGNED.pem | -from OTHER.jks|OTHER.p12|BACKUP.p12 -from-pass SPEC [-alias NAME])")
+	alias := f.fs.String("alias", "", "entry `NAME` (with -from: import only this alias, or the name of the one unnamed key of a PKCS#12 file such as a keystore export)")
 	keyPath := f.fs.String("key", "", "private key `FILE` (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8; or DER)")
 	keyPass := f.fs.String("key-pass", "", "password `SPEC` of an encrypted -key")
 	certPath := f.fs.String("cert", "", "certificate `FILE` (PEM or DER; further certificates in it form the chain)")
@@ -159,6 +164,13 @@ func ksImport(ctx context.Context, env *cliEnv, args []string) error {
 		return errUsage
 	}
 	var entries []file.ImportEntry
+	if *from == "" && *keyPath == "" && *alias != "" && *certPath != "" {
+		// A certificate for an existing entry's key.
+		if *keyPass != "" || *fromPass != "" {
+			return usage("-key-pass and -from-pass go with -key and -from")
+		}
+		return importCertificate(ctx, env, f, *alias, *certPath, *chainPath)
+	}
 	if *from != "" {
 		if *keyPath != "" || *certPath != "" || *chainPath != "" || *keyPass != "" {
 			return usage("-from cannot be combined with -key, -key-pass, -cert or -chain")
@@ -172,7 +184,7 @@ func ksImport(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	} else {
 		if *alias == "" || *keyPath == "" || *certPath == "" {
-			return usage("give -alias, -key and -cert (or -from to migrate a Java keystore)")
+			return usage("give -alias, -key and -cert (-alias and -cert alone add a certificate to an existing entry; -from migrates a Java keystore or restores a backup)")
 		}
 		if *fromPass != "" {
 			return usage("-from-pass needs -from")
@@ -196,6 +208,24 @@ func ksImport(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(env.stdout, "imported %q: %s\n", e.Alias, describeEntry(e))
 	}
 	return nil
+}
+
+// importCertificate is "import -alias A -cert SIGNED.pem" without -key:
+// the same as set-certificate when A exists.
+func importCertificate(ctx context.Context, env *cliEnv, f *ksFlags, alias, certPath, chainPath string) error {
+	certs, err := loadCertChain(certPath, chainPath)
+	if err != nil {
+		return err
+	}
+	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	if _, err := ks.Entry(alias); err != nil {
+		return fmt.Errorf("import -cert without -key adds a certificate to an existing entry, and keystore %s has no entry %q (see envelopd keystore list); to import a new key, give -key KEY.pem as well", f.keystore, alias)
+	}
+	return setCertificate(ctx, env, ks, alias, certPath, certs, false)
 }
 
 func readPEMEntry(alias, keyPath, keyPass, certPath, chainPath string) (file.ImportEntry, error) {
@@ -236,6 +266,24 @@ func readJavaKeystoreFile(path, passSpec, only string) ([]file.ImportEntry, erro
 			return nil, fmt.Errorf("%s: %w: check -from-pass", path, err)
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// A PKCS#12 file's unnamed keys (keystore export writes one) take
+	// -alias when there is only one, else their position, as keytool
+	// lists them.
+	unnamed := 0
+	for _, e := range entries {
+		if e.Alias == "" {
+			unnamed++
+		}
+	}
+	for i := range entries {
+		if entries[i].Alias == "" {
+			if only != "" && unnamed == 1 && len(entries) == 1 {
+				entries[i].Alias = only
+			} else {
+				entries[i].Alias = fmt.Sprint(i + 1)
+			}
+		}
 	}
 	if only != "" {
 		var keep []file.ImportEntry
@@ -332,7 +380,8 @@ func selfSigned(k *rsa.PrivateKey, name pkix.Name, days int) (*x509.Certificate,
 	return x509.ParseCertificate(der)
 }
 
-// entryJSON is one line of list -json.
+// entryJSON is one entry of list -json. The top-level certificate fields
+// describe the current certificate; Certificates lists every one.
 type entryJSON struct {
 	Alias     string    `json:"alias"`
 	State     string    `json:"state"`
@@ -347,10 +396,25 @@ type entryJSON struct {
 	Chain     int       `json:"chain_length"`
 	Created   time.Time `json:"created,omitzero"`
 	Source    string    `json:"source,omitempty"`
+	// Certificates are every certificate of the key, the current one first.
+	Certificates []certJSON `json:"certificates"`
+}
+
+// certJSON is one certificate of an entry in list -json.
+type certJSON struct {
+	Current   bool      `json:"current"`
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Expired   bool      `json:"expired"`
+	SKI       string    `json:"subject_key_id,omitempty"`
+	Chain     int       `json:"chain_length"`
 }
 
 func toJSON(e file.Entry, now time.Time) entryJSON {
-	j := entryJSON{Alias: e.Alias, State: string(e.State), Expired: e.Expired(now), Bits: e.Public.N.BitLen(), Chain: len(e.Chain), Created: e.Created, Source: e.Source}
+	j := entryJSON{Alias: e.Alias, State: string(e.State), Expired: e.Expired(now), Bits: e.Public.N.BitLen(), Chain: len(e.Chain), Created: e.Created, Source: e.Source, Certificates: []certJSON{}}
 	j.SKI = hex.EncodeToString(pki.SubjectKeyID(e.Public))
 	if c := e.Certificate(); c != nil {
 		j.Subject, j.Issuer = c.Subject.String(), c.Issuer.String()
@@ -360,6 +424,12 @@ func toJSON(e file.Entry, now time.Time) entryJSON {
 			j.SKI = hex.EncodeToString(c.SubjectKeyId)
 		}
 	}
+	for i, chain := range e.Chains {
+		c := chain[0]
+		j.Certificates = append(j.Certificates, certJSON{Current: i == 0, Subject: c.Subject.String(), Issuer: c.Issuer.String(),
+			Serial: hex.EncodeToString(c.SerialNumber.Bytes()), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+			Expired: now.After(c.NotAfter), SKI: hex.EncodeToString(c.SubjectKeyId), Chain: len(chain)})
+	}
 	return j
 }
 
@@ -368,7 +438,11 @@ func describeEntry(e file.Entry) string {
 	if j.Subject == "" {
 		return fmt.Sprintf("%d-bit RSA key without a certificate, %s", j.Bits, j.State)
 	}
-	return fmt.Sprintf("%d-bit RSA, subject %q, serial %s, not after %s, %s", j.Bits, j.Subject, j.Serial, j.NotAfter.Format(time.DateOnly), j.State)
+	s := fmt.Sprintf("%d-bit RSA, subject %q, serial %s, not after %s, %s", j.Bits, j.Subject, serialHex(e.Certificate().SerialNumber.Bytes()), j.NotAfter.Format(time.DateOnly), j.State)
+	if n := len(j.Certificates) - 1; n > 0 {
+		s += fmt.Sprintf(", and %d other certificate(s) of the key", n)
+	}
+	return s
 }
 
 func ksList(ctx context.Context, env *cliEnv, args []string) error {
@@ -393,19 +467,31 @@ func ksList(ctx context.Context, env *cliEnv, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
+	// One line per certificate: the current one (used to encrypt) first,
+	// then the others, which still name the key for decryption.
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALIAS\tSTATE\tSUBJECT\tISSUER\tSERIAL\tNOT AFTER")
+	fmt.Fprintln(tw, "ALIAS\tSTATE\tCERTIFICATE\tSUBJECT\tISSUER\tSERIAL\tNOT AFTER")
 	for _, e := range es {
 		j := toJSON(e, now)
 		state := j.State
 		if j.Expired {
 			state += " (expired)"
 		}
-		na := "-"
-		if !j.NotAfter.IsZero() {
-			na = j.NotAfter.Format(time.DateOnly)
+		if len(j.Certificates) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\tnone\t-\t-\t-\t-\n", e.Alias, state)
+			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Alias, state, dash(j.Subject), dash(j.Issuer), dash(j.Serial), na)
+		for i, c := range j.Certificates {
+			role := "current"
+			if i > 0 {
+				role, state = "other", ""
+			}
+			na := c.NotAfter.Format(time.DateOnly)
+			if i > 0 && c.Expired {
+				na += " (expired)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Alias, dash(state), role, c.Subject, c.Issuer, serialHex(e.Chains[i][0].SerialNumber.Bytes()), na)
+		}
 	}
 	return tw.Flush()
 }

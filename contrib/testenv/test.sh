@@ -19,6 +19,8 @@ command -v keytool >/dev/null || pkgs+=(openjdk-17-jdk-headless)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
 command -v rclone >/dev/null || pkgs+=(rclone)
+command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
+command -v ffmpeg >/dev/null || pkgs+=(ffmpeg)
 if ((${#pkgs[@]})); then
 	sudo=()
 	[[ $(id -u) -ne 0 ]] && sudo=(sudo)

@@ -138,6 +138,10 @@ type Config struct {
 	Backends map[string]*Backend `toml:"backends"`
 	Tenants  []Tenant            `toml:"tenants"`
 	Clients  []Client            `toml:"clients"`
+	// Storage is the recording storage by name ([storage.NAME]), read by
+	// playback; Playback is the [playback] table.
+	Storage  map[string]*Storage `toml:"storage"`
+	Playback Playback            `toml:"playback"`
 
 	// File is the file name the configuration was parsed from (for messages).
 	File string `toml:"-"`
@@ -306,6 +310,9 @@ type Tenant struct {
 	CA []string `toml:"ca"`
 	// Keys are the tenant's key pairs.
 	Keys []TenantKey `toml:"keys"`
+	// Storage names the [storage.NAME] table the tenant's recordings are
+	// played from; empty = no playback for this tenant.
+	Storage string `toml:"storage"`
 }
 
 // TenantKey is one [[tenants.keys]] entry.
@@ -385,6 +392,8 @@ func Default() *Config {
 			MaxStagingBytes:          DefaultMaxStagingBytes,
 		},
 		Backends: map[string]*Backend{},
+		Storage:  map[string]*Storage{},
+		Playback: defaultPlayback(),
 	}
 }
 

@@ -21,6 +21,8 @@ type rawConfig struct {
 	Backends map[string]toml.Primitive `toml:"backends"`
 	Tenants  []Tenant                  `toml:"tenants"`
 	Clients  []Client                  `toml:"clients"`
+	Storage  map[string]*Storage       `toml:"storage"`
+	Playback Playback                  `toml:"playback"`
 }
 
 // source is a parsed document shared by a Config and its Backends: the
@@ -36,7 +38,7 @@ type source struct {
 // errors are returned as err; unknown keys as problems.
 func decode(data []byte, filename string) (*Config, []*Problem, error) {
 	d := Default()
-	raw := rawConfig{Server: d.Server, Limits: d.Limits}
+	raw := rawConfig{Server: d.Server, Limits: d.Limits, Storage: d.Storage, Playback: d.Playback}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
 	if err != nil {
 		return nil, nil, decodeError(filename, data, err)
@@ -57,6 +59,8 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 		Backends: make(map[string]*Backend, len(raw.Backends)),
 		Tenants:  raw.Tenants,
 		Clients:  raw.Clients,
+		Storage:  raw.Storage,
+		Playback: raw.Playback,
 		File:     filename,
 		src:      src,
 	}

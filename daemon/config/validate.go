@@ -216,6 +216,8 @@ func (c *Config) validate(opts Options) []*Problem {
 		}
 	}
 
+	c.validatePlayback(v)
+
 	// [[clients]]
 	clientNames := map[string]bool{}
 	seenID := map[string]string{} // identity -> first field using it

@@ -461,6 +461,97 @@ func FuzzMatchesStdlib(f *testing.F) {
 	})
 }
 
+// FuzzDecryptMatchesStdlib compares the calls a decryption uses
+// (Authenticate, Verify, XORKeyStream, in any split) with cipher.NewGCM's
+// Open: the tag verifies exactly when Open succeeds, and the keystream
+// gives Open's plaintext. The input is either arbitrary (ciphertext and tag
+// from the fuzzer) or a genuine sealed message with one bit flipped (or
+// none), so that both outcomes are reached. Tags shorter than 16 bytes are
+// compared with cipher.NewGCMWithTagSize (12-byte nonces only, as the
+// standard library allows).
+func FuzzDecryptMatchesStdlib(f *testing.F) {
+	f.Add([]byte("key0123456789abc"), []byte("nonce0123456"), []byte("aad"), []byte("hello, world"), uint8(16), true, uint32(0), uint64(1))
+	f.Add([]byte("key0123456789abc"), []byte("nonce0123456"), []byte{}, make([]byte, 100), uint8(12), true, uint32(5), uint64(2))
+	f.Add(make([]byte, 32), []byte{1}, []byte{}, make([]byte, 1000), uint8(16), true, uint32(0), uint64(7))
+	f.Add(make([]byte, 24), []byte("nonce0123456"), []byte("x"), make([]byte, 40), uint8(13), false, uint32(0), uint64(3))
+	f.Fuzz(func(t *testing.T, key, nonce, aad, msg []byte, tagLen uint8, seal bool, flip uint32, seed uint64) {
+		if len(nonce) == 0 || len(nonce) > 128 {
+			return
+		}
+		switch len(key) {
+		case 16, 24, 32:
+		default:
+			return
+		}
+		tl := int(tagLen)
+		if tl < MinTagSize || tl > TagSize || (tl != TagSize && len(nonce) != 12) {
+			tl = TagSize
+		}
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var aead cipher.AEAD
+		switch {
+		case len(nonce) != 12:
+			aead, err = cipher.NewGCMWithNonceSize(block, len(nonce))
+		default:
+			aead, err = cipher.NewGCMWithTagSize(block, tl)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ct, tag []byte
+		if seal {
+			sealed := aead.Seal(nil, nonce, msg, aad)
+			if flip != 0 {
+				i := int(flip>>3) % len(sealed)
+				sealed[i] ^= 1 << (flip & 7)
+			}
+			ct, tag = sealed[:len(msg)], sealed[len(msg):]
+		} else {
+			if len(msg) < tl {
+				return
+			}
+			ct, tag = msg[:len(msg)-tl], msg[len(msg)-tl:]
+		}
+		want, openErr := aead.Open(nil, nonce, append(bytes.Clone(ct), tag...), aad)
+		// The keystream alone, whatever the tag: Seal of the ciphertext
+		// XORs it with the same keystream.
+		keystreamed := aead.Seal(nil, nonce, ct, aad)[:len(ct)]
+
+		r := mrand.New(mrand.NewPCG(seed, 1))
+		for _, m := range modes {
+			s, err := newStream(key, nonce, aad, m.accel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range pieces(r, ct) {
+				s.Authenticate(p)
+			}
+			if ok := s.Verify(tag); ok != (openErr == nil) {
+				t.Fatalf("%s: Verify %v, cipher.NewGCM Open error %v", m.name, ok, openErr)
+			}
+			var pt []byte
+			for _, p := range pieces(r, ct) {
+				out := make([]byte, len(p))
+				s.XORKeyStream(out, p)
+				pt = append(pt, out...)
+			}
+			if !bytes.Equal(pt, keystreamed) {
+				t.Fatalf("%s: XORKeyStream differs from cipher.NewGCM's keystream", m.name)
+			}
+			if openErr == nil && !bytes.Equal(pt, want) {
+				t.Fatalf("%s: plaintext differs from cipher.NewGCM Open", m.name)
+			}
+			// Verify does not change the stream: a second call agrees.
+			if s.Verify(tag) != (openErr == nil) {
+				t.Fatalf("%s: second Verify differs", m.name)
+			}
+		}
+	})
+}
+
 func benchmarkStream(b *testing.B, accel bool, size int, op string) {
 	key, nonce := make([]byte, 32), make([]byte, 12)
 	buf := make([]byte, size)
