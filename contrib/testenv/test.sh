@@ -5,7 +5,8 @@
 # test in short mode under the race detector, then every test at full size
 # (multi-GiB constant-memory, load, all test vectors) without it. With
 # ENVELOPD_REQUIRE_INTEGRATION=1 (set here) a missing SoftHSM, Vault,
-# local-kms, openssl or keytool FAILS the suite instead of skipping it.
+# local-kms, openssl, keytool or systemd-analyze FAILS the suite instead of
+# skipping it.
 # .ci/run calls exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +19,7 @@ command -v openssl >/dev/null || pkgs+=(openssl)
 command -v keytool >/dev/null || pkgs+=(openjdk-17-jdk-headless)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
+command -v systemd-analyze >/dev/null || pkgs+=(systemd)
 command -v rclone >/dev/null || pkgs+=(rclone)
 command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
 command -v ffmpeg >/dev/null || pkgs+=(ffmpeg)
