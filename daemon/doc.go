@@ -15,6 +15,10 @@
 //	POST   /v1/tenants/{tenant}/certificates   upload a certificate (JSON or PEM), optionally
 //	                                           with a private key imported into a backend
 //	DELETE /v1/tenants/{tenant}/certificates/{id}
+//	POST   /v1/tenants/{tenant}/playback       {"media","envelope","content_type","recording_id"} or
+//	                                           {"metadata","media_id"} → 201 {"url","expires_at","size","content_type"}
+//	GET    /v1/play/{token}                    (and HEAD) the plaintext, single byte ranges (206/416),
+//	                                           If-Range, ETag; the token is the only credential
 //	GET    /v1/health                          liveness and backend readiness (503 when a
 //	                                           backend some key needs is down)
 //	GET    /metrics                            Prometheus metrics
@@ -34,6 +38,18 @@
 // /v1/unwrap find the key by the envelope's recipient identifiers among the
 // tenants the client may use for that operation; /rewrap only among the
 // tenant's own keys.
+//
+// # Tenant isolation
+//
+// A backend key belongs to at most one tenant: the tenant whose
+// configuration names it, or whose upload created it by importing a private
+// key (recorded with the upload in data_dir). An upload may name an existing
+// backend key only if its tenant owns it, and may not bring the certificate
+// of another tenant's backend key (403 not_key_owner, audited as a denial,
+// nothing stored). A configuration in which two tenants name the same key
+// (same canonical reference, backends.KeyNamer, or same public key) fails to
+// load, naming both. See ownership.go. TestTenantIsolationProperty walks the
+// route table, so a new endpoint is held to the same rule.
 //
 // # Streams
 //
@@ -59,6 +75,21 @@
 // particular CBC content is unauthenticated: its padding can only be checked
 // at the end, after most plaintext was sent. A GCM envelope releases nothing
 // before its tag verifies.
+//
+// # Playback
+//
+// A playback session (playback.go) opens one recording in the tenant's
+// recording storage ([storage.NAME], package storage), unwraps its key once
+// (audited) and hands out a play token: 256 random bits, bound to the
+// tenant and the recording, valid for playback.token_lifetime, served on
+// every listener without a client rule. Each range request reads only the
+// ciphertext blocks under the range (envelope.Seekable); AES-GCM
+// recordings are staged and verified when the session is created.
+// Unwrapped keys live in a bounded LRU cache (playsession.go), zeroed when
+// they leave it; a session whose key left unwraps again, audited. Sessions
+// survive reloads; after one that changed the creating client's rule, each
+// request is checked against the new rule (403 and an audit line when it no
+// longer allows decrypt on the tenant).
 //
 // # Reload and shutdown
 //
@@ -90,5 +121,10 @@
 // Only the primary gid of a Unix peer is matched (not supplementary groups).
 // Deleting an uploaded certificate does not delete its private key from the
 // backend (old recordings must stay playable); delete it there if needed.
+// Such a key then belongs to no tenant: no upload may name it again, an
+// operator may give it to a tenant in the configuration.
 // Uploaded certificates are stored as files in data_dir, one per key.
+// Playback sessions live in memory: a restart ends them (players ask for a
+// new session). A GCM playback session holds a staged copy of the
+// ciphertext on disk while its key is cached.
 package daemon

@@ -22,6 +22,7 @@ import (
 	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/pki"
+	"github.com/envelopd/envelopd/storage"
 )
 
 // generation is everything built from one configuration: open backends,
@@ -38,8 +39,13 @@ type generation struct {
 	byIssuerSerial map[string][]*tenantKey
 	bySKI          map[string][]*tenantKey
 
+	// owners says which tenant owns each backend key (ownership.go).
+	owners *ownership
+
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
+
+	stores map[string]storage.Store // recording storage by name (playback)
 
 	stopHealth context.CancelFunc
 
@@ -152,6 +158,7 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 type keySpec struct {
 	id       string
 	source   string
+	file     string // the upload record's file, for messages
 	backend  string
 	ref      string
 	certFile string
@@ -159,6 +166,28 @@ type keySpec struct {
 	padding  backends.Padding
 	state    string
 	useKeyID bool
+}
+
+// origin says where a key spec comes from, for messages.
+func (s keySpec) origin() string {
+	if s.file != "" {
+		return "uploaded, " + s.file
+	}
+	if s.source == "config" {
+		return "configuration"
+	}
+	return s.source
+}
+
+// policyNow, when set (tests), is the clock of the tenants' certificate
+// policies.
+var policyNow func() time.Time
+
+func policyTime() time.Time {
+	if policyNow != nil {
+		return policyNow()
+	}
+	return time.Now()
 }
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
@@ -171,6 +200,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		tenants:        map[string]*tenant{},
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
+		owners:         newOwnership(),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
@@ -182,7 +212,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
 		bc := cfg.Backends[name]
 		octx, cancel := withTimeout(ctx, 4*timeout)
-		b, err := backends.Open(octx, bc.Type, name, bc.Decode)
+		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name}, bc.Decode)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", name, err)
@@ -194,7 +224,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		return nil, err
 	}
 	for _, tc := range cfg.Tenants {
-		t := &tenant{name: tc.Name, policy: &pki.Policy{}}
+		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
 		if len(tc.CA) > 0 {
 			roots := x509.NewCertPool()
 			for _, f := range tc.CA {
@@ -230,10 +260,22 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
 			}
+			if k.backend != nil {
+				name, err := keyName(k.backend, k.ref)
+				if err != nil {
+					return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+				}
+				if err := rt.owners.claim(name, k.public, keyOwner{tenant: tc.Name, keyID: s.id, source: s.origin()}); err != nil {
+					return nil, err
+				}
+			}
 			t.keys = append(t.keys, k)
 			rt.index(k)
 		}
 		rt.tenants[tc.Name] = t
+	}
+	if rt.stores, err = openStores(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Server.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
@@ -525,6 +567,7 @@ func (rt *generation) shutdown() {
 }
 
 func (rt *generation) closeBackends() {
+	closeStores(rt.stores)
 	for _, bs := range rt.backends {
 		if err := bs.b.Close(); err != nil {
 			rt.log.Warn("closing backend", "backend", bs.name, "error", err)

@@ -43,17 +43,16 @@ func probeFor(id string) *probeState {
 	return v.(*probeState)
 }
 
+// probeOptions configure a probe backend.
+type probeOptions struct {
+	Keystore string `toml:"keystore"`
+	Password string `toml:"password"`
+	Probe    string `toml:"probe"`
+}
+
 func init() {
-	backends.Register("probe", func(ctx context.Context, name string, decode func(v any) error) (backends.Backend, error) {
-		var o struct {
-			Keystore string `toml:"keystore"`
-			Password string `toml:"password"`
-			Probe    string `toml:"probe"`
-		}
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		ks, err := file.OpenOptions(ctx, name, file.Options{Keystore: o.Keystore, Password: o.Password})
+	backends.Register("probe", nil, func(ctx context.Context, in backends.Instance, o probeOptions) (*probeBackend, error) {
+		ks, err := file.OpenOptions(ctx, in, file.Options{Keystore: o.Keystore, Password: o.Password})
 		if err != nil {
 			return nil, err
 		}
@@ -112,4 +111,4 @@ func (k *probeKey) Decrypt(ctx context.Context, ct []byte, o backends.DecryptOpt
 	return k.Key.Decrypt(ctx, ct, o)
 }
 
-var errProbeDown = &backends.Error{Backend: "probe", Op: "decrypt", Err: backends.ErrUnavailable}
+var errProbeDown = &backends.Error{Backend: "probe", Type: "probe", Op: "decrypt", Err: backends.ErrUnavailable}

@@ -67,6 +67,8 @@ type Server struct {
 	addrs    []net.Addr
 
 	inflight sync.WaitGroup
+
+	play playback // playback sessions and their key cache
 }
 
 // New loads the configuration, opens the audit log and the backends, and
@@ -399,6 +401,7 @@ func (s *Server) release() error {
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
 	}
+	s.play.closeAll()
 	return s.audit.Load().Close()
 }
 

@@ -93,13 +93,22 @@ func (c *call) stageGCM(rd *envelope.Reader) (done func()) {
 	return release
 }
 
-// seekOptions are SeekOptions within the call's staging budget, for a GCM
-// Seekable (playback); done gives the staged bytes back after the
-// Seekable's Close.
-func (c *call) seekOptions() (o *envelope.SeekOptions, done func()) {
-	o = &envelope.SeekOptions{}
-	o.TempDir, o.StageLimit, o.Stage, done = c.stageBudget()
-	return o, done
+// seekOptions are SeekOptions within the staging limits, for a GCM
+// Seekable (playback): staged in dir, at most max_staging_bytes_per_stream
+// (413 beyond), charged to max_staging_bytes (503 beyond) until the
+// Seekable is closed, whenever that is.
+func (c *call) seekOptions(dir string) *envelope.SeekOptions {
+	return &envelope.SeekOptions{
+		TempDir:    dir,
+		StageLimit: c.rt.cfg.Limits.MaxStagingBytesPerStream,
+		Stage: func(n int64) error {
+			if !c.s.staging.reserve(n) {
+				return errStagingFull
+			}
+			return nil
+		},
+		Unstage: c.s.staging.release,
+	}
 }
 
 // stagingTooLarge is the 413 for envelope.ErrStageLimit.

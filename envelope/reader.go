@@ -22,6 +22,9 @@ type Reader struct {
 	// envelope while it authenticates it (an unlinked file, removed before
 	// use). Empty means os.TempDir().
 	TempDir string
+	// Budget bounds the chunks that CBC decryption reads ahead, shared
+	// with other streams (see Budget). Nil means DefaultBudget.
+	Budget *Budget
 	// StageLimit bounds the ciphertext Decrypt may stage for one AES-GCM
 	// envelope, in bytes; beyond it Decrypt stops and returns an error
 	// wrapping ErrStageLimit. 0 means no limit but the format's (2^36-32
@@ -34,9 +37,6 @@ type Reader struct {
 	// when the plaintext reader is closed or Decrypt fails; the caller
 	// knows when that is.
 	Stage func(n int64) error
-	// Budget bounds the chunks that CBC decryption reads ahead, shared
-	// with other streams (see Budget). Nil means DefaultBudget.
-	Budget *Budget
 
 	hdr     Header
 	s       *stream

@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 
 	"github.com/envelopd/envelopd/internal/gcmstream"
 )
@@ -413,9 +414,12 @@ type SeekOptions struct {
 	// StageLimit and Stage bound the GCM ciphertext staged, as
 	// Reader.StageLimit and Reader.Stage do: a content larger than
 	// StageLimit is ErrStageLimit, and Stage is asked for the content's
-	// size before staging starts. The staged bytes are released at Close.
+	// size before staging starts. Unstage, if set, gets that size back once
+	// the staged copy is gone: when OpenSeekable fails after Stage
+	// accepted, or at the Seekable's (or a copy's) first Close.
 	StageLimit int64
 	Stage      func(n int64) error
+	Unstage    func(n int64)
 }
 
 // Seekable is random access to the plaintext of CBC or GCM content.
@@ -442,6 +446,9 @@ type Seekable struct {
 	pad    int
 	gcm    bool
 	staged *os.File
+	// unstage gives the staged bytes back (SeekOptions.Unstage), once,
+	// shared by the copies WithSource makes; nil for CBC.
+	unstage func()
 }
 
 // OpenSeekable returns random access to the plaintext of raw CBC
@@ -489,7 +496,18 @@ func (l *Located) OpenSeekable(src io.ReaderAt, dk *DataKey, o *SeekOptions) (*S
 			return nil, fmt.Errorf("envelope: staging AES-GCM content: %w", err)
 		}
 	}
-	return l.stageGCM(s, dk, o.TempDir)
+	unstage := func() {}
+	if o.Unstage != nil {
+		size := s.m.size
+		unstage = sync.OnceFunc(func() { o.Unstage(size) })
+	}
+	sk, err := l.stageGCM(s, dk, o.TempDir)
+	if err != nil {
+		unstage()
+		return nil, err
+	}
+	sk.unstage = unstage
+	return sk, nil
 }
 
 func openCBC(src source, dk *DataKey) (*Seekable, error) {
@@ -607,7 +625,11 @@ func (s *Seekable) WithSource(src io.ReaderAt) *Seekable {
 // Close releases the staged copy of GCM content. CBC needs no Close.
 func (s *Seekable) Close() error {
 	if s.staged != nil {
-		return s.staged.Close()
+		err := s.staged.Close()
+		if s.unstage != nil {
+			s.unstage()
+		}
+		return err
 	}
 	return nil
 }

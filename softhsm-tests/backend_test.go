@@ -121,7 +121,7 @@ wait_timeout = "3s"
 		}
 		return nil
 	}
-	b, err := backends.Open(ctx(t), "pkcs11", "hsm", decode)
+	b, err := backends.Open(ctx(t), "pkcs11", backends.Instance{Name: "hsm"}, decode)
 	if err != nil {
 		t.Fatalf("backends.Open: %v", err)
 	}
@@ -154,13 +154,13 @@ func TestTokenSelection(t *testing.T) {
 
 	o := baseOptions()
 	o.TokenLabel = "no-such-token"
-	_, err := pkcs11.Open(ctx(t), "hsm", o)
+	_, err := pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if !errors.Is(err, backends.ErrUnavailable) || !strings.Contains(err.Error(), "no-such-token") || !strings.Contains(err.Error(), tokenLabel) {
 		t.Errorf("Open with a missing token = %v; want ErrUnavailable naming it and the tokens present", err)
 	}
 
 	o.TokenLabel = dupLabel // two tokens carry it (TestMain)
-	_, err = pkcs11.Open(ctx(t), "hsm", o)
+	_, err = pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if !errors.Is(err, backends.ErrInvalidConfig) || !strings.Contains(err.Error(), "token_serial") {
 		t.Errorf("Open with an ambiguous label = %v; want ErrInvalidConfig suggesting token_serial", err)
 	}
@@ -209,8 +209,8 @@ func TestGenerateAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: name, Bits: 2048}); !errors.Is(err, backends.ErrInvalidConfig) {
-		t.Errorf("second key with label %q = %v; want ErrInvalidConfig (already exists)", name, err)
+	if _, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: name, Bits: 2048}); !errors.Is(err, backends.ErrExists) {
+		t.Errorf("second key with label %q = %v; want ErrExists", name, err)
 	}
 	if _, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: uniqueLabel("small"), Bits: 1024}); !errors.Is(err, backends.ErrNotSupported) {
 		t.Errorf("1024-bit key generation = %v; want ErrNotSupported", err)
@@ -374,12 +374,12 @@ func TestImportWithChain(t *testing.T) {
 func TestFinalizeOnce(t *testing.T) {
 	need(t)
 	o := baseOptions()
-	b1, err := pkcs11.Open(ctx(t), "one", o)
+	b1, err := pkcs11.Open(ctx(t), backends.Instance{Name: "one"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.TokenLabel = otherLabel
-	b2, err := pkcs11.Open(ctx(t), "two", o)
+	b2, err := pkcs11.Open(ctx(t), backends.Instance{Name: "two"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ func TestConformance(t *testing.T) {
 		// that also do OAEP-SHA-256 get it tested as an extra.
 		Paddings: []backends.Padding{backends.PKCS1v15, backends.OAEPSHA1},
 		Open:     func(t testing.TB) backends.Backend { return open(t) },
+		Name:     "hsm",
 		NewKey: func(t testing.TB, b backends.Backend, bits int, p backends.Padding) string {
 			if bits == 2048 {
 				gen, ok := b.(backends.Generator)

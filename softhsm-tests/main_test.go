@@ -41,6 +41,7 @@ const (
 	reinitLabel = "envelopd-reinit" // TestTokenReinitialised wipes it
 	dupLabel    = "envelopd-dup"    // two tokens share it
 	e2eLabel    = "envelopd-e2e"    // only the CLI and daemon subprocesses use it
+	takeLabel   = "envelopd-take"   // TestTakeover's daemon and CLI only
 	userPIN     = "4711-test-pin"
 	soPIN       = "so-0815-test"
 	pinEnv      = "ENVELOPD_TEST_HSM_PIN"
@@ -120,7 +121,7 @@ func setup() {
 	os.Setenv(pinEnv, userPIN)
 	// SoftHSM reads its token list at C_Initialize: every token the tests
 	// use exists before the first test.
-	for _, l := range []string{tokenLabel, otherLabel, reinitLabel, dupLabel, dupLabel, e2eLabel} {
+	for _, l := range []string{tokenLabel, otherLabel, reinitLabel, dupLabel, dupLabel, e2eLabel, takeLabel} {
 		out, err := exec.Command(hsm.util, "--init-token", "--free", "--label", l, "--pin", userPIN, "--so-pin", soPIN).CombinedOutput()
 		if err != nil {
 			hsm.err = fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
@@ -169,7 +170,7 @@ func open(t testing.TB, mod ...func(*pkcs11.Options)) *pkcs11.Backend {
 	for _, f := range mod {
 		f(&o)
 	}
-	b, err := pkcs11.Open(ctx(t), "hsm", o)
+	b, err := pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if err != nil {
 		t.Fatalf("pkcs11.Open: %v", err)
 	}

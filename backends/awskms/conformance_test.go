@@ -33,6 +33,7 @@ func TestConformance(t *testing.T) {
 			return "awskms:" + s.Seed(t, key, "")
 		},
 		MissingRef: "awskms:alias/envelopd-no-such-key",
+		Name:       "kms-test",
 		Short:      testing.Short(),
 	})
 }

@@ -50,6 +50,13 @@ type Harness struct {
 	// goroutines) for slow remote backends.
 	Short bool
 
+	// Name is the instance name Open gives the backend (its
+	// backends.Instance.Name); "" means it opens it without a name. The
+	// suite checks that the backend's errors are *backends.Error values
+	// whose Backend is this name (the type when "") and whose Type is the
+	// type.
+	Name string
+
 	// MissingRef is a well-formed reference to a key that does not exist
 	// in b (default: a random bare name). Backends whose bare references
 	// mean something else set it.

@@ -48,6 +48,8 @@ const callTimeout = 60 * time.Second
 //     decryption vectors for every padding the backend claims (needs Import;
 //     vectors with an OAEP label are skipped, since envelopd never uses labels).
 //   - Close: afterwards Key, Decrypt and Health fail with ErrClosed.
+//   - errors are *backends.Error values naming the instance (Backend) and
+//     the type (Type).
 //
 // Keys for the round trips are created once, before the subtests, with
 // h.NewKey (or by importing locally generated keys with h.Import). Import is
@@ -476,6 +478,25 @@ func (s *suite) testUnknownRef(t *testing.T) {
 	if !errors.Is(err, backends.ErrNotFound) {
 		t.Errorf("Key(%q) for a missing key: %v; want an error wrapping backends.ErrNotFound", ref, err)
 	}
+	s.checkNames(t, "Key of a missing key", err)
+}
+
+// checkNames checks that err is a *backends.Error naming the instance
+// (Backend) and the type (Type).
+func (s *suite) checkNames(t *testing.T, what string, err error) {
+	t.Helper()
+	want := s.h.Name
+	if want == "" {
+		want = s.b.Type()
+	}
+	var be *backends.Error
+	if !errors.As(err, &be) {
+		t.Errorf("%s: %v is not a *backends.Error", what, err)
+		return
+	}
+	if be.Backend != want || be.Type != s.b.Type() {
+		t.Errorf("%s: backends.Error{Backend: %q, Type: %q}; want the instance name %q and the type %q", what, be.Backend, be.Type, want, s.b.Type())
+	}
 }
 
 func (s *suite) testCancelled(t *testing.T) {
@@ -570,9 +591,11 @@ func (s *suite) testClose(t *testing.T) {
 	if _, err := k.key.Decrypt(ctx, ct, backends.DecryptOptions{Padding: p, SessionKeyLen: 32}); !errors.Is(err, backends.ErrClosed) {
 		t.Errorf("Decrypt after Close = %v; want an error wrapping backends.ErrClosed", err)
 	}
-	if _, err := s.b.Key(ctx, k.ref); !errors.Is(err, backends.ErrClosed) {
+	_, err := s.b.Key(ctx, k.ref)
+	if !errors.Is(err, backends.ErrClosed) {
 		t.Errorf("Key after Close = %v; want an error wrapping backends.ErrClosed", err)
 	}
+	s.checkNames(t, "Key after Close", err)
 	if err := s.b.Health(ctx); err == nil {
 		t.Error("Health after Close = nil; want an error")
 	}

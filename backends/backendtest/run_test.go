@@ -39,14 +39,18 @@ func (b *memBackend) Capabilities() backends.Capabilities {
 }
 
 func (b *memBackend) Key(ctx context.Context, ref string) (backends.Key, error) {
+	name := "mem-1"
+	if b.broken == "unnamed" {
+		name = "mem" // the type, not the instance name
+	}
 	if b.closed.Load() {
-		return nil, backends.ErrClosed
+		return nil, &backends.Error{Backend: name, Type: "mem", Op: "key", Ref: ref, Err: backends.ErrClosed}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k, ok := b.keys[ref]
 	if !ok {
-		return nil, &backends.Error{Backend: "mem", Op: "key", Ref: ref, Err: backends.ErrNotFound}
+		return nil, &backends.Error{Backend: name, Type: "mem", Op: "key", Ref: ref, Err: backends.ErrNotFound}
 	}
 	return &memKey{b, k}, nil
 }
@@ -118,6 +122,7 @@ func newHarness(broken string, caps ...backends.Padding) Harness {
 			return b.(*memBackend).put(key)
 		},
 		KeySizes: []int{2048},
+		Name:     "mem-1",
 	}
 }
 
@@ -172,6 +177,7 @@ func TestSuiteCatches(t *testing.T) {
 		{"oaep-detail", "distinguishable"},
 		{"lost-oaep", "capability regression"},
 		{"lost-oaep", "--- FAIL: TestSuiteCatches/OAEPFailures"},
+		{"unnamed", `want the instance name "mem-1"`},
 	} {
 		t.Run(tc.broken, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestSuiteCatches$", "-test.v")

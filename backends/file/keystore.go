@@ -120,6 +120,7 @@ type Option func(*options)
 type options struct {
 	kdf         KDFParams
 	lockTimeout time.Duration
+	name        string // the instance name, for errors
 	now         func() time.Time
 }
 
@@ -158,7 +159,7 @@ var (
 )
 
 func newOptions(opts []Option) options {
-	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now}
+	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now, name: Type}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -768,11 +769,11 @@ func (ks *Keystore) Entry(alias string) (Entry, error) {
 }
 
 func (ks *Keystore) notFound(op, alias string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: alias, Err: fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path)}
+	return ks.err(op, alias, fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path))
 }
 
 func (ks *Keystore) closedErr(op, ref string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: ref, Err: backends.ErrClosed}
+	return ks.err(op, ref, backends.ErrClosed)
 }
 
 // wipe clears secrets; callers hold mu or own ks exclusively.

@@ -29,17 +29,7 @@ const (
 )
 
 func init() {
-	backends.Register(Type, func(ctx context.Context, name string, decode func(v any) error) (backends.Backend, error) {
-		var o Options
-		if err := decode(&o); err != nil {
-			return nil, &backends.Error{Backend: label(name), Op: "configure", Err: fmt.Errorf("%w: %w", backends.ErrInvalidConfig, err)}
-		}
-		b, err := Open(ctx, name, o)
-		if err != nil {
-			return nil, err
-		}
-		return b, nil
-	})
+	backends.Register(Type, []backends.Scheme{{Name: Type, Attributes: true}}, Open)
 }
 
 // Options configure a PKCS#11 backend ([backends.NAME] with type = "pkcs11").
@@ -124,10 +114,9 @@ func (o Options) validate() (config, error) {
 // Backend is a PKCS#11 token used as an envelopd key store. It is safe for
 // concurrent use; see the package doc for how sessions are shared.
 type Backend struct {
-	name  string
-	label string // for errors: `pkcs11 "name"`
-	cfg   config
-	mod   *module
+	name string // the instance name, for errors
+	cfg  config
+	mod  *module
 
 	// guarded by mu
 	mu        sync.Mutex
@@ -163,32 +152,25 @@ var (
 	_ backends.CertificateSource = (*Backend)(nil)
 )
 
-func label(name string) string {
-	if name == "" {
-		return Type
-	}
-	return Type + " " + strconv.Quote(name)
-}
-
 // Open loads the module, finds the token, logs in once and probes what the
-// token can do. The caller must Close the backend. name is the configured
-// instance name, used in errors.
-func Open(ctx context.Context, name string, o Options) (*Backend, error) {
-	b := &Backend{name: name, label: label(name)}
+// token can do. The caller must Close the backend. in names the instance in
+// errors.
+func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error) {
+	b := &Backend{name: in.NameOr(Type)}
 	cfg, err := o.validate()
 	if err != nil {
-		return nil, &backends.Error{Backend: b.label, Op: "configure", Err: fmt.Errorf("%w: %w", backends.ErrInvalidConfig, err)}
+		return nil, b.err("configure", "", fmt.Errorf("%w: %w", backends.ErrInvalidConfig, err))
 	}
 	b.cfg = cfg
 	pin, err := secret.Resolve(cfg.pinRef)
 	if err != nil {
-		return nil, &backends.Error{Backend: b.label, Op: "configure", Err: fmt.Errorf("%w: pin: %w", backends.ErrInvalidConfig, err)}
+		return nil, b.err("configure", "", fmt.Errorf("%w: pin: %w", backends.ErrInvalidConfig, err))
 	}
 	b.pin = pin
 	mod, err := acquireModule(cfg.module)
 	if err != nil {
 		clear(b.pin)
-		return nil, &backends.Error{Backend: b.label, Op: "open", Err: fmt.Errorf("%w: %w", backends.ErrUnavailable, err)}
+		return nil, b.err("open", "", fmt.Errorf("%w: %w", backends.ErrUnavailable, err))
 	}
 	b.mod = mod
 	b.pool.init(cfg.maxSessions, cfg.wait)

@@ -82,7 +82,7 @@ func TestDecryptBackendFailures(t *testing.T) {
 	t.Setenv("FAULT_PIN", faultPIN)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b, err := Open(ctx, "fault", Options{Module: module, TokenLabel: "fault", PIN: "env:FAULT_PIN", ReinitInterval: "0s"})
+	b, err := Open(ctx, backends.Instance{Name: "fault"}, Options{Module: module, TokenLabel: "fault", PIN: "env:FAULT_PIN", ReinitInterval: "0s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestBadCiphertextCodes(t *testing.T) {
 		t.Error("a non-PKCS#11 error is not a bad ciphertext")
 	}
 	for _, err := range []error{pkcs11.Error(pkcs11.CKR_HOST_MEMORY), pkcs11.Error(pkcs11.CKR_VENDOR_DEFINED), errors.New("odd")} {
-		b := &Backend{label: label("hsm")}
+		b := &Backend{name: "hsm"}
 		if e := b.wrap("decrypt", "k", backendFailure(err)); !errors.Is(e, backends.ErrUnavailable) || !errors.Is(e, err) {
 			t.Errorf("backendFailure(%v), wrapped = %v", err, e)
 		}
@@ -177,7 +177,7 @@ func TestCloseDoesNotWaitForAHungCall(t *testing.T) {
 	t.Setenv("FAULT_PIN", faultPIN)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b, err := Open(ctx, "hung", Options{Module: module, TokenLabel: "fault", PIN: "env:FAULT_PIN"})
+	b, err := Open(ctx, backends.Instance{Name: "hung"}, Options{Module: module, TokenLabel: "fault", PIN: "env:FAULT_PIN"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestCloseDoesNotWaitForAHungCall(t *testing.T) {
 	}
 	cDecrypt = real
 	// The module is still usable by a new backend.
-	b2, err := Open(ctx, "after", Options{Module: module, TokenLabel: "fault", PIN: "env:FAULT_PIN"})
+	b2, err := Open(ctx, backends.Instance{Name: "after"}, Options{Module: module, TokenLabel: "fault", PIN: "env:FAULT_PIN"})
 	if err != nil {
 		t.Fatalf("opening the module again: %v", err)
 	}

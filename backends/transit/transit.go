@@ -27,7 +27,7 @@ import (
 // Type is the registered backend type.
 const Type = "transit"
 
-func init() { backends.RegisterOpener(Type, Open) }
+func init() { backends.Register(Type, nil, Open) }
 
 // Options configure a Transit backend. Field names are the TOML keys.
 type Options struct {
@@ -66,6 +66,7 @@ type Options struct {
 // Backend is an open Transit backend.
 type Backend struct {
 	name       string
+	namespace  string
 	mount      string
 	client     *api.Client
 	transport  *http.Transport
@@ -93,12 +94,10 @@ var (
 // Open validates o and returns a backend. It does not need Vault to be up:
 // an unreachable Vault makes Health and requests fail with ErrUnavailable
 // until it answers. Configuration mistakes fail here.
-func Open(ctx context.Context, name string, o Options) (*Backend, error) {
-	if name == "" {
-		name = Type
-	}
+func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error) {
+	name := in.NameOr(Type)
 	cfgErr := func(format string, args ...any) error {
-		return &backends.Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, args...)...)}
+		return &backends.Error{Backend: name, Type: Type, Op: "configure", Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, args...)...)}
 	}
 	if o.Address == "" {
 		return nil, cfgErr("address is required")
@@ -200,6 +199,7 @@ func Open(ctx context.Context, name string, o Options) (*Backend, error) {
 
 	b := &Backend{
 		name:       name,
+		namespace:  o.Namespace,
 		mount:      o.Mount,
 		client:     client,
 		transport:  transport,
@@ -348,7 +348,7 @@ func (b *Backend) Close() error {
 }
 
 func (b *Backend) err(op, ref string, err error) error {
-	return &backends.Error{Backend: b.name, Op: op, Ref: ref, Err: err}
+	return &backends.Error{Backend: b.name, Type: Type, Op: op, Ref: ref, Err: err}
 }
 
 // vaultError is a classified failure of one request.

@@ -25,6 +25,7 @@ import (
 	"github.com/envelopd/envelopd/backends/awskms"
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/envelope"
+	"github.com/envelopd/envelopd/internal/pki"
 	"github.com/envelopd/envelopd/internal/testenv"
 	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 	"github.com/envelopd/envelopd/internal/testenv/kmstest"
@@ -60,7 +61,7 @@ func TestAWSKMSDaemonEndToEnd(t *testing.T) {
 
 	// KMS keys: one named by key id only, one with a certificate minted by
 	// a CA, one for the mixed tenant.
-	kb, err := awskms.Open(ctx, "kms", awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
+	kb, err := awskms.Open(ctx, backends.Instance{Name: "kms"}, awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +79,8 @@ func TestAWSKMSDaemonEndToEnd(t *testing.T) {
 	}
 	kmsOnly, kmsCert, kmsMixed := newKMSKey("tenant-kms"), newKMSKey("tenant-kmscert"), newKMSKey("tenant-mixed")
 	ca := testenv.NewCert(t, "recordings CA", &testenv.CertOptions{IsCA: true})
-	cert, err := awskms.IssueCertificate(kmsCert.Public(), ca.Cert, ca.Key, awskms.CertRequest{
-		Subject: pkix.Name{CommonName: "tenant kmscert"}, NotAfter: time.Now().AddDate(0, 3, 0)})
+	cert, err := pki.Issue(pki.CertRequest{
+		Subject: pkix.Name{CommonName: "tenant kmscert"}, Public: kmsCert.Public(), NotAfter: time.Now().AddDate(0, 3, 0)}, ca.Cert, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}

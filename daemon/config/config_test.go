@@ -642,18 +642,49 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzScanPositions: the line scanner never panics, on any input.
+// FuzzScanPositions: the line scanner never panics, on any input, and its
+// answers are consistent and stable: every key found is looked up again at
+// its line (indexedAt) and by its indexed name (line), within the
+// document; CRLF line ends give the same positions; blank lines in front
+// shift every position by their number; a comment at the end changes
+// nothing.
 func FuzzScanPositions(f *testing.F) {
 	f.Add(base)
 	f.Add("[[a]]\n[[a.b]]\nx = '''\n[c]\n'''\n\"q\\\"k\".y = [\n{z = 1}, \"=\" ]\n")
 	f.Add("a = \"\"\"\nb = 1\n")
+	f.Add("[[t]]\nk = 1\n[[t]]\nk = 2\n[t.sub]\nx.y = 3\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		p := scanPositions(doc)
+		lines := strings.Count(doc, "\n") + 1
 		for _, occ := range p.byPlain {
 			for _, o := range occ {
-				_ = p.indexedAt(o.line, unindex(o.indexed))
-				_ = p.line(o.indexed)
+				if o.line < 1 || o.line > lines {
+					t.Fatalf("%s at line %d of %d", o.indexed, o.line, lines)
+				}
+				if got := p.indexedAt(o.line, unindex(o.indexed)); unindex(got) != unindex(o.indexed) {
+					t.Fatalf("indexedAt(%d, %q) = %q", o.line, unindex(o.indexed), got)
+				}
+				if l := p.line(o.indexed); l != p.byIndexed[o.indexed] || l < 1 || l > o.line {
+					t.Fatalf("line(%q) = %d; first seen at %d, this one at %d", o.indexed, l, p.byIndexed[o.indexed], o.line)
+				}
 			}
 		}
+		if strings.Contains(doc, "\r") {
+			return
+		}
+		same := func(what string, q *positions, shift int) {
+			t.Helper()
+			if len(q.byIndexed) != len(p.byIndexed) {
+				t.Fatalf("%s: %d keys, %d before", what, len(q.byIndexed), len(p.byIndexed))
+			}
+			for k, l := range p.byIndexed {
+				if q.byIndexed[k] != l+shift {
+					t.Fatalf("%s: %q at line %d, %d before", what, k, q.byIndexed[k], l)
+				}
+			}
+		}
+		same("CRLF", scanPositions(strings.ReplaceAll(doc, "\n", "\r\n")), 0)
+		same("two blank lines in front", scanPositions("\n \n"+doc), 2)
+		same("comment at the end", scanPositions(doc+"\n# the end"), 0)
 	})
 }
