@@ -182,7 +182,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
 		bc := cfg.Backends[name]
 		octx, cancel := withTimeout(ctx, 4*timeout)
-		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name}, bc.Decode)
+		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name, Logger: log}, bc.Decode)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", name, err)
