@@ -262,6 +262,24 @@ type CertificateSource interface {
 	Certificates(ctx context.Context, ref string) ([]*x509.Certificate, error)
 }
 
+// KeyNamer is implemented by backends that can tell when two references
+// name the same key. The daemon uses it for its rule that a backend key
+// belongs to at most one tenant.
+type KeyNamer interface {
+	// KeyName returns the canonical name of the key ref names: the identity
+	// of the key store the backend talks to (keystore file, token, Vault
+	// server and mount, KMS), then the key in one normal form. Two
+	// references to the same key have the same name however they are
+	// written ("file:a" and "a") and whichever backend entry of the
+	// configuration opened the store. KeyName makes no call to the store,
+	// so it answers while the store is down; references that only the
+	// store could tell apart (a PKCS#11 label and an id, a KMS alias and a
+	// key id) may name the same key under different names, so a caller
+	// that must know compares the keys' public keys as well. An invalid
+	// reference is an error.
+	KeyName(ref string) (string, error)
+}
+
 // CheckPadding returns a clear error when backend b cannot unwrap padding p.
 func CheckPadding(b Backend, p Padding) error {
 	c := b.Capabilities()

@@ -28,6 +28,9 @@ var (
 	ErrClosed = errors.New("backend closed")
 	// ErrInvalidConfig: the backend's configuration is wrong.
 	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrExists: a key (alias, label, key name) of that name already
+	// exists, so an import or generation under that name is refused.
+	ErrExists = errors.New("already exists")
 )
 
 // Error is a backend error with context. Its message never contains key

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -150,6 +151,12 @@ func (c *call) readUpload() (*uploadRequest, error) {
 // handleCertUpload adds a certificate (and optionally imports its private
 // key into a backend) to a tenant. It persists in data_dir and survives
 // restarts.
+//
+// A backend key belongs to at most one tenant (ownership.go): an upload may
+// name an existing backend key only if the tenant owns it, and may not
+// bring the certificate of another tenant's key; otherwise it is refused
+// (403, audited as a denial) and nothing changes. A private key in the
+// upload creates a new backend key, owned by the tenant.
 func (s *Server) handleCertUpload(c *call) error {
 	t, err := c.tenantOf()
 	if err != nil {
@@ -163,11 +170,33 @@ func (s *Server) handleCertUpload(c *call) error {
 	if err != nil || len(chain) == 0 {
 		return newAPIError(http.StatusBadRequest, "bad_certificate", "cannot read the certificate: %v", err)
 	}
+	switch req.State {
+	case "":
+		req.State = "active"
+	case "active", "retired":
+	default:
+		return newAPIError(http.StatusBadRequest, "bad_state", "state %q: use active or retired", req.State)
+	}
 	p := *t.policy
 	if err := p.CheckImport(chain); err != nil {
 		return err
 	}
+	// An expired certificate or a key under 2048 bits can only decrypt
+	// old recordings: it is accepted as retired only. A certificate that
+	// is not yet valid is accepted and encrypts from its start date on.
+	if req.State != "retired" {
+		for _, w := range p.ImportWarnings(chain) {
+			if errors.Is(w, pki.Expired) || errors.Is(w, pki.WeakKey) {
+				return &apiError{status: http.StatusUnprocessableEntity, code: "certificate_policy",
+					message: w.Error() + "; upload it with state=retired to decrypt existing recordings with it", err: w}
+			}
+		}
+	}
 	leaf := chain[0]
+	leafPub, ok := leaf.PublicKey.(*rsa.PublicKey)
+	if !ok { // CheckImport refuses other keys; be sure
+		return newAPIError(http.StatusUnprocessableEntity, "certificate_policy", "the certificate does not hold an RSA key")
+	}
 	if req.ID == "" {
 		req.ID = fingerprint(leaf)[:16]
 	}
@@ -180,12 +209,29 @@ func (s *Server) handleCertUpload(c *call) error {
 			return newAPIError(http.StatusBadRequest, "bad_padding", "%v", err)
 		}
 	}
-	switch req.State {
-	case "":
-		req.State = "active"
-	case "active", "retired":
-	default:
-		return newAPIError(http.StatusBadRequest, "bad_state", "state %q: use active or retired", req.State)
+	var key *rsa.PrivateKey
+	if req.PrivateKey != "" {
+		var pw pki.PasswordFunc
+		if req.KeyPassword != "" {
+			pw = func() ([]byte, error) { return []byte(req.KeyPassword), nil }
+		}
+		if key, err = pki.ParsePrivateKey([]byte(req.PrivateKey), pw); err != nil {
+			return newAPIError(http.StatusBadRequest, "bad_private_key", "%v", err)
+		}
+		if err := pki.KeyMatchesCert(key, leaf); err != nil {
+			return newAPIError(http.StatusBadRequest, "key_mismatch", "%v", err)
+		}
+	}
+
+	// Certificate changes are serialised and checked against the current
+	// generation, which each of them rebuilds: two uploads cannot both
+	// claim one key, and the ownership table is up to date.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt := s.acquireGeneration()
+	defer rt.release()
+	if t = rt.tenants[t.name]; t == nil {
+		return newAPIError(http.StatusNotFound, "unknown_tenant", "no tenant %q", c.tenant)
 	}
 	for _, k := range t.keys {
 		if k.id == req.ID {
@@ -198,7 +244,7 @@ func (s *Server) handleCertUpload(c *call) error {
 	var bs *backendState
 	if req.Backend != "" {
 		var ok bool
-		if bs, ok = c.rt.backends[req.Backend]; !ok {
+		if bs, ok = rt.backends[req.Backend]; !ok {
 			return newAPIError(http.StatusBadRequest, "unknown_backend", "no backend %q", req.Backend)
 		}
 		if err := backends.CheckPadding(bs.b, padding); err != nil {
@@ -206,19 +252,68 @@ func (s *Server) handleCertUpload(c *call) error {
 		}
 	}
 	ref := req.Key
-	// A "started" line goes out before anything changes (a private key
-	// imported into a backend, a file in data_dir); the final line says how
-	// it ended. If the audit log is down, nothing changes.
+	var imp backends.Importer
+	switch {
+	case key != nil && bs == nil:
+		return newAPIError(http.StatusBadRequest, "bad_request", "a private key needs a backend to import it into")
+	case key != nil:
+		if imp, ok = bs.b.(backends.Importer); !ok {
+			return newAPIError(http.StatusBadRequest, "not_supported", "backend %q cannot import private keys", bs.name)
+		}
+		if ref == "" {
+			ref = t.name + "-" + req.ID
+		}
+	case bs != nil && ref == "":
+		return newAPIError(http.StatusBadRequest, "bad_request", "give key, the backend's reference of the certificate's private key")
+	}
+
+	// Ownership: the certificate must not be of another tenant's key, and
+	// an existing key must be the tenant's own; a new key's name must be
+	// free.
+	allowed := rt.owners.mayUsePublic(t.name, leafPub)
+	if bs != nil {
+		name, err := keyName(bs, ref)
+		if err != nil {
+			return newAPIError(http.StatusBadRequest, "bad_key_ref", "key %q: %v", ref, err)
+		}
+		if key == nil {
+			allowed = allowed && rt.owners.mayName(t.name, name)
+		} else if o, taken := rt.owners.byName[name]; taken {
+			if o.tenant != t.name {
+				allowed = false
+			} else if allowed {
+				return newAPIError(http.StatusConflict, "exists", "the backend key %q already exists (%s): choose another key name", ref, o)
+			}
+		}
+		if r, err := backends.ParseRef(ref); allowed && key != nil && (err != nil || r.Scheme != "") {
+			// The backend would take "file:x" as the alias itself.
+			return newAPIError(http.StatusBadRequest, "bad_key_ref", "key %q: a new key is named by a plain name (an alias, label or key name), not a reference with a scheme", ref)
+		}
+	}
 	ev := c.event()
-	ev.Outcome = "started"
 	ev.KeyID = req.ID
 	if bs != nil {
 		ev.Backend = bs.name
 	}
+	if !allowed {
+		s.log.Warn("certificate upload refused: the key is not the tenant's", "client", c.id.name, "tenant", t.name, "backend", req.Backend, "key", ref, "request_id", c.reqID)
+		s.metrics.Error("not_key_owner")
+		ev.Outcome = "denied"
+		ev.Error = "not_key_owner"
+		if err := s.logAudit(ev); err != nil {
+			s.log.Error("audit log write failed", "error", err)
+		}
+		return errNotOwner(t.name)
+	}
+
+	// A "started" line goes out before anything changes (a private key
+	// imported into a backend, a file in data_dir); the final line says how
+	// it ended. If the audit log is down, nothing changes.
+	ev.Outcome = "started"
 	if err := c.auditKey(ev, nil, ""); err != nil {
 		return err
 	}
-	opErr := s.applyUpload(c, t, req, chain, bs, ref, padding)
+	opErr := s.applyUploadLocked(c, t, req, chain, bs, imp, ref, key, padding)
 	ev.Outcome = "ok"
 	if opErr != nil {
 		ev.Outcome = "error"
@@ -230,6 +325,9 @@ func (s *Server) handleCertUpload(c *call) error {
 		return opErr
 	}
 	nrt := s.acquireGeneration()
+	if nrt == nil {
+		return errShuttingDown
+	}
 	defer nrt.release()
 	for _, k := range nrt.tenants[t.name].keys {
 		if k.id == req.ID {
@@ -239,32 +337,14 @@ func (s *Server) handleCertUpload(c *call) error {
 	return errors.New("uploaded key missing after rebuild")
 }
 
-// applyUpload imports the private key (if any) and stores the upload in
-// data_dir, rebuilding the generation.
-func (s *Server) applyUpload(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, ref string, padding backends.Padding) error {
-	leaf := chain[0]
-	if req.PrivateKey != "" {
-		if bs == nil {
-			return newAPIError(http.StatusBadRequest, "bad_request", "a private key needs a backend to import it into")
-		}
-		imp, ok := bs.b.(backends.Importer)
-		if !ok {
-			return newAPIError(http.StatusBadRequest, "not_supported", "backend %q cannot import private keys", bs.name)
-		}
-		var pw pki.PasswordFunc
-		if req.KeyPassword != "" {
-			pw = func() ([]byte, error) { return []byte(req.KeyPassword), nil }
-		}
-		key, err := pki.ParsePrivateKey([]byte(req.PrivateKey), pw)
-		if err != nil {
-			return newAPIError(http.StatusBadRequest, "bad_private_key", "%v", err)
-		}
-		if err := pki.KeyMatchesCert(key, leaf); err != nil {
-			return newAPIError(http.StatusBadRequest, "key_mismatch", "%v", err)
-		}
-		if ref == "" {
-			ref = t.name + "-" + req.ID
-		}
+// applyUploadLocked imports the private key (if any) and stores the upload
+// in data_dir, rebuilding the generation. s.mu is held.
+func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, imp backends.Importer, ref string, key *rsa.PrivateKey, padding backends.Padding) error {
+	u := &uploadRecord{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC()}
+	if bs != nil {
+		u.Backend = bs.name
+	}
+	if key != nil {
 		ctx, cancel := withTimeout(c.r.Context(), c.rt.cfg.Limits.BackendTimeout.Duration)
 		info, err := imp.ImportKey(ctx, backends.ImportRequest{Name: ref, Key: key, Chain: chain})
 		cancel()
@@ -272,16 +352,11 @@ func (s *Server) applyUpload(c *call, t *tenant, req *uploadRequest, chain []*x5
 			return fmt.Errorf("importing the private key: %w", err)
 		}
 		if info.Ref != "" {
-			ref = info.Ref
+			u.Key = info.Ref
 		}
-	} else if bs != nil && ref == "" {
-		return newAPIError(http.StatusBadRequest, "bad_request", "give key, the backend's reference of the certificate's private key")
+		u.CreatedKey = true
 	}
-	u := &uploadRecord{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC()}
-	if bs != nil {
-		u.Backend = bs.name
-	}
-	return s.changeUploads(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) })
+	return s.changeUploadsLocked(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) })
 }
 
 // changeUploads applies a change to data_dir and rebuilds the generation; if
@@ -290,6 +365,11 @@ func (s *Server) applyUpload(c *call, t *tenant, req *uploadRequest, chain []*x5
 func (s *Server) changeUploads(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.changeUploadsLocked(c, do, undo)
+}
+
+// changeUploadsLocked is changeUploads with s.mu held.
+func (s *Server) changeUploadsLocked(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
 	dir := s.cfg.Server.DataDir
 	if err := do(dir); err != nil {
 		return err

@@ -23,19 +23,29 @@ import (
 // Uploaded certificates live in data_dir/tenants/<tenant>/certificates/<id>.json,
 // one JSON document each (uploadRecord), written atomically. They hold
 // certificates and key references only; private keys go into a backend.
+//
+// The records are also where key ownership created at run time is kept
+// (see ownership.go): CreatedKey marks an upload that imported its private
+// key and so created the backend key Key, which then belongs to Tenant.
+// Keys named by the configuration belong to the tenants that name them.
 
 // uploadRecord is one persisted upload.
 type uploadRecord struct {
-	Version int       `json:"version"`
-	ID      string    `json:"id"`
-	Tenant  string    `json:"tenant"`
-	Backend string    `json:"backend,omitempty"`
-	Key     string    `json:"key,omitempty"`
-	Padding string    `json:"padding"`
-	State   string    `json:"state"`
-	KeyID   bool      `json:"keyid,omitempty"`
-	Chain   string    `json:"chain"` // PEM, leaf first
-	Created time.Time `json:"created"`
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	Tenant  string `json:"tenant"`
+	Backend string `json:"backend,omitempty"`
+	Key     string `json:"key,omitempty"`
+	// CreatedKey: this upload imported its private key, creating the
+	// backend key Key, owned by Tenant.
+	CreatedKey bool      `json:"created_key,omitempty"`
+	Padding    string    `json:"padding"`
+	State      string    `json:"state"`
+	KeyID      bool      `json:"keyid,omitempty"`
+	Chain      string    `json:"chain"` // PEM, leaf first
+	Created    time.Time `json:"created"`
+
+	file string // where it was read from (messages)
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -64,7 +74,7 @@ func (u *uploadRecord) spec() (keySpec, error) {
 	if state == "" {
 		state = "active"
 	}
-	return keySpec{id: u.ID, source: "upload", backend: u.Backend, ref: u.Key, chain: chain, padding: p, state: state, useKeyID: u.KeyID}, nil
+	return keySpec{id: u.ID, source: "upload", file: u.file, backend: u.Backend, ref: u.Key, chain: chain, padding: p, state: state, useKeyID: u.KeyID}, nil
 }
 
 // loadUploads reads every persisted upload, by tenant, sorted by id.
@@ -105,6 +115,7 @@ func loadUploads(dataDir string) (map[string][]*uploadRecord, error) {
 			if err := json.Unmarshal(b, &u); err != nil {
 				return nil, fmt.Errorf("data_dir: %s: %w", filepath.Join(dir, f.Name()), err)
 			}
+			u.file = filepath.Join(dir, f.Name())
 			out[u.Tenant] = append(out[u.Tenant], &u)
 		}
 	}

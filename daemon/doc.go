@@ -35,16 +35,37 @@
 // tenants the client may use for that operation; /rewrap only among the
 // tenant's own keys.
 //
+// # Tenant isolation
+//
+// A backend key belongs to at most one tenant: the tenant whose
+// configuration names it, or whose upload created it by importing a private
+// key (recorded with the upload in data_dir). An upload may name an existing
+// backend key only if its tenant owns it, and may not bring the certificate
+// of another tenant's backend key (403 not_key_owner, audited as a denial,
+// nothing stored). A configuration in which two tenants name the same key
+// (same canonical reference, backends.KeyNamer, or same public key) fails to
+// load, naming both. See ownership.go. TestTenantIsolationProperty walks the
+// route table, so a new endpoint is held to the same rule.
+//
 // # Streams
 //
 // Encrypt and decrypt stream both ways (full duplex) with bounded memory, at
-// most limits.max_streams at once (503 with Retry-After beyond). A request
+// most limits.max_streams at once in the whole process (503 with
+// Retry-After beyond), of which at most limits.max_streams_per_client for
+// one client and limits.max_streams_per_tenant for one tenant (429). The
+// limits live in the Server, not in a generation, so reloads and uploads
+// never reset them. A request
 // with a Content-Length gets definite-length DER; a chunked one BER with
 // indefinite lengths. When a stream fails after the response started, the
 // daemon breaks the transfer (no terminating chunk), so a client sees an
 // error, never a clean end of file. A stream whose client stops sending
 // its body or stops reading the response for limits.idle_timeout is broken
-// off, so a stalled client cannot hold a stream slot for ever.
+// off, and so is one slower than limits.min_stream_rate (bytes per second
+// over limits.min_stream_rate_window), so a stalled or trickling client
+// cannot hold a stream slot for ever. AES-GCM ciphertext is staged in
+// server.staging_dir within limits.max_staging_bytes_per_stream (413) and
+// limits.max_staging_bytes (503). Connections are bounded by
+// limits.max_connections and request headers by limits.max_header_bytes.
 //
 // Clients must treat an incomplete response body as a failure. In
 // particular CBC content is unauthenticated: its padding can only be checked
@@ -81,5 +102,7 @@
 // Only the primary gid of a Unix peer is matched (not supplementary groups).
 // Deleting an uploaded certificate does not delete its private key from the
 // backend (old recordings must stay playable); delete it there if needed.
+// Such a key then belongs to no tenant: no upload may name it again, an
+// operator may give it to a tenant in the configuration.
 // Uploaded certificates are stored as files in data_dir, one per key.
 package daemon

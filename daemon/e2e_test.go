@@ -93,6 +93,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	f.keys["acme-old"] = testenv.NewCert(t, "acme-old", nil)
 	f.keys["other-o1"] = testenv.NewCert(t, "other-o1", nil)
 	f.keys["expired-e1"] = testenv.NewCert(t, "expired-e1", &testenv.CertOptions{NotBefore: now.AddDate(-2, 0, 0), NotAfter: now.AddDate(-1, 0, 0)})
+	f.keys["fresh-f1"] = testenv.NewCert(t, "fresh-f1", nil) // for a tenant added by a reload
 	ctx := context.Background()
 	pw := "keystore-password-for-tests"
 	os.WriteFile(filepath.Join(dir, "ks.pass"), []byte(pw+"\n"), 0o600)
@@ -871,13 +872,27 @@ func TestE2ERestartReloadShutdown(t *testing.T) {
 	if st, _, _ := f.do(f.tcp(fullToken), "GET", "/v1/tenants/fresh/certificates", nil); st != 404 {
 		t.Fatalf("fresh before reload: %d", st)
 	}
+	// A tenant given another tenant's key is refused, naming both.
 	f.extra = `
 [[tenants]]
 name = "fresh"
   [[tenants.keys]]
   id = "f1"
   backend = "ks"
-  key = "other-o1"
+  key = "file:other-o1"
+`
+	f.writeConfig()
+	f.d.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool {
+		return strings.Contains(f.log(), "reload failed") && strings.Contains(f.log(), `tenant \"fresh\"`) && strings.Contains(f.log(), `tenant \"other\"`)
+	})
+	f.extra = `
+[[tenants]]
+name = "fresh"
+  [[tenants.keys]]
+  id = "f1"
+  backend = "ks"
+  key = "fresh-f1"
 `
 	f.writeConfig()
 	f.d.Signal(syscall.SIGHUP)
@@ -888,7 +903,7 @@ name = "fresh"
 	// A broken configuration is refused and the old one keeps serving.
 	os.WriteFile(f.cfgPath, []byte("[server]\nnonsense = 1\n"), 0o600)
 	f.d.Signal(syscall.SIGHUP)
-	waitFor(t, func() bool { return strings.Contains(f.log(), "reload failed") })
+	waitFor(t, func() bool { return strings.Contains(f.log(), "nonsense") })
 	if !strings.Contains(f.log(), "nonsense") {
 		t.Errorf("reload error does not name the bad key:\n%s", f.log())
 	}

@@ -31,8 +31,21 @@ func (e *apiError) Error() string {
 func (e *apiError) Unwrap() error { return e.err }
 
 func newAPIError(status int, code, format string, args ...any) *apiError {
-	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+	ae := &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+	// A key whose derivation costs more than untrusted input may ask for
+	// is a refusal of the content, not a malformed request, whichever
+	// handler reports it.
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, pki.ErrKeyDerivationCost) {
+			ae.status, ae.code, ae.err = http.StatusUnprocessableEntity, codeKDFCost, err
+		}
+	}
+	return ae
 }
+
+// codeKDFCost is the code of a private key whose password-based key
+// derivation asks for more than pki.UntrustedKDF allows (422).
+const codeKDFCost = "key_derivation_cost"
 
 // Errors used by several handlers.
 var (
@@ -60,6 +73,9 @@ func classify(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	if ae := classifyStorage(err); ae != nil {
+		return ae
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &apiError{status: http.StatusRequestEntityTooLarge, code: "too_large", message: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), err: err}
@@ -68,10 +84,15 @@ func classify(err error) *apiError {
 	if errors.As(err, &pe) {
 		return &apiError{status: http.StatusUnprocessableEntity, code: "certificate_policy", message: pe.Error(), err: err}
 	}
+	if errors.Is(err, pki.ErrKeyDerivationCost) {
+		return &apiError{status: http.StatusUnprocessableEntity, code: codeKDFCost, message: err.Error(), err: err}
+	}
 	switch {
 	// Decryption failures first and all alike: no oracle.
 	case errors.Is(err, envelope.ErrDecrypt), errors.Is(err, backends.ErrDecrypt):
 		return &apiError{status: errDecryptExternal.status, code: errDecryptExternal.code, message: errDecryptExternal.message, err: err}
+	case errors.Is(err, envelope.ErrStageLimit):
+		return stagingTooLarge(err)
 	case errors.Is(err, envelope.ErrNoRecipient):
 		return &apiError{status: http.StatusNotFound, code: "unknown_recipient", message: "no key of a tenant you may use is a recipient of this envelope", err: err}
 	case errors.Is(err, envelope.ErrTruncated):
@@ -86,6 +107,8 @@ func classify(err error) *apiError {
 		return &apiError{status: http.StatusServiceUnavailable, code: "backend_refused", message: "a key backend refused the operation", err: err}
 	case errors.Is(err, backends.ErrNotSupported):
 		return &apiError{status: http.StatusBadRequest, code: "not_supported", message: "the key backend cannot do this", err: err}
+	case errors.Is(err, backends.ErrExists):
+		return &apiError{status: http.StatusConflict, code: "exists", message: "a backend key of that name already exists: choose another key name", err: err}
 	case errors.Is(err, backends.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: "not_found", message: "not found", err: err}
 	case errors.Is(err, context.DeadlineExceeded):

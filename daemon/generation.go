@@ -22,6 +22,7 @@ import (
 	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/pki"
+	"github.com/envelopd/envelopd/storage"
 )
 
 // generation is everything built from one configuration: open backends,
@@ -38,11 +39,15 @@ type generation struct {
 	byIssuerSerial map[string][]*tenantKey
 	bySKI          map[string][]*tenantKey
 
+	// owners says which tenant owns each backend key (ownership.go).
+	owners *ownership
+
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
+	stores map[string]storage.Store // recording storage by name (playback)
+
 	stopHealth context.CancelFunc
-	streamSem  chan struct{} // bounds concurrent streams (limits.max_streams)
 
 	mu      sync.Mutex
 	refs    int
@@ -57,8 +62,9 @@ type backendState struct {
 	b        backends.Backend
 	required bool // some tenant key uses it
 
-	mu      sync.Mutex
-	checked time.Time
+	checkMu sync.Mutex // serialises health checks (held during the call)
+	mu      sync.Mutex // guards the state below (never held during a call)
+	checked time.Time  // when the state below was last set
 	up      bool
 	lastErr string
 }
@@ -108,10 +114,11 @@ func (k *tenantKey) getKey(ctx context.Context, timeout time.Duration) (backends
 	if k.key != nil {
 		return k.key, nil
 	}
-	ctx, cancel := withTimeout(ctx, timeout)
+	kctx, cancel := withTimeout(ctx, timeout)
 	defer cancel()
-	key, err := k.backend.b.Key(ctx, k.ref)
+	key, err := k.backend.b.Key(kctx, k.ref)
 	if err != nil {
+		k.backend.noteFailure(ctx, err)
 		return nil, err
 	}
 	if k.public != nil && !k.public.Equal(key.Public()) {
@@ -151,6 +158,7 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 type keySpec struct {
 	id       string
 	source   string
+	file     string // the upload record's file, for messages
 	backend  string
 	ref      string
 	certFile string
@@ -158,6 +166,28 @@ type keySpec struct {
 	padding  backends.Padding
 	state    string
 	useKeyID bool
+}
+
+// origin says where a key spec comes from, for messages.
+func (s keySpec) origin() string {
+	if s.file != "" {
+		return "uploaded, " + s.file
+	}
+	if s.source == "config" {
+		return "configuration"
+	}
+	return s.source
+}
+
+// policyNow, when set (tests), is the clock of the tenants' certificate
+// policies.
+var policyNow func() time.Time
+
+func policyTime() time.Time {
+	if policyNow != nil {
+		return policyNow()
+	}
+	return time.Now()
 }
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
@@ -170,7 +200,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		tenants:        map[string]*tenant{},
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
-		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
+		owners:         newOwnership(),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
@@ -194,7 +224,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		return nil, err
 	}
 	for _, tc := range cfg.Tenants {
-		t := &tenant{name: tc.Name, policy: &pki.Policy{}}
+		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
 		if len(tc.CA) > 0 {
 			roots := x509.NewCertPool()
 			for _, f := range tc.CA {
@@ -230,10 +260,22 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
 			}
+			if k.backend != nil {
+				name, err := keyName(k.backend, k.ref)
+				if err != nil {
+					return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+				}
+				if err := rt.owners.claim(name, k.public, keyOwner{tenant: tc.Name, keyID: s.id, source: s.origin()}); err != nil {
+					return nil, err
+				}
+			}
 			t.keys = append(t.keys, k)
 			rt.index(k)
 		}
 		rt.tenants[tc.Name] = t
+	}
+	if rt.stores, err = openStores(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Server.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
@@ -470,13 +512,14 @@ func (o *observedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.Decr
 	defer cancel()
 	start := time.Now()
 	pt, err := backends.Decrypter(ctx, o.key).Decrypt(rand, msg, opts)
+	if err != nil {
+		o.k.backend.noteFailure(o.ctx, err)
+	}
 	if o.observe != nil {
 		o.observe(o.k, time.Since(start), err)
 	}
 	return pt, err
 }
-
-func (rt *generation) streams() chan struct{} { return rt.streamSem }
 
 // acquire takes a reference; false if the generation is already closed.
 func (rt *generation) acquire() bool {
@@ -524,6 +567,7 @@ func (rt *generation) shutdown() {
 }
 
 func (rt *generation) closeBackends() {
+	closeStores(rt.stores)
 	for _, bs := range rt.backends {
 		if err := bs.b.Close(); err != nil {
 			rt.log.Warn("closing backend", "backend", bs.name, "error", err)
@@ -531,16 +575,27 @@ func (rt *generation) closeBackends() {
 	}
 }
 
-// check runs a health check of bs unless one ran within maxAge.
+// check runs a health check of bs unless its state is younger than maxAge
+// (a check, or a request that found the backend unavailable).
 func (bs *backendState) check(ctx context.Context, timeout, maxAge time.Duration) (bool, string) {
+	bs.checkMu.Lock()
+	defer bs.checkMu.Unlock()
 	bs.mu.Lock()
-	defer bs.mu.Unlock()
 	if !bs.checked.IsZero() && time.Since(bs.checked) < maxAge {
+		defer bs.mu.Unlock()
 		return bs.up, bs.lastErr
 	}
+	bs.mu.Unlock()
+	started := time.Now()
 	ctx, cancel := withTimeout(ctx, timeout)
 	defer cancel()
 	err := bs.b.Health(ctx)
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if bs.checked.After(started) {
+		// A request failed while the check ran: that is newer news.
+		return bs.up, bs.lastErr
+	}
 	bs.checked = time.Now()
 	bs.up = err == nil
 	bs.lastErr = ""
@@ -548,6 +603,31 @@ func (bs *backendState) check(ctx context.Context, timeout, maxAge time.Duration
 		bs.lastErr = err.Error()
 	}
 	return bs.up, bs.lastErr
+}
+
+// status returns the last known state without checking.
+func (bs *backendState) status() (bool, string) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return bs.up || bs.checked.IsZero(), bs.lastErr
+}
+
+// noteFailure records a failed request on bs. A backend that answered
+// "unavailable" (or did not answer within backend_timeout while the
+// request still waited) shows as down in /v1/health at once, until a health
+// check finds it up again. parent is the request's context: a request the
+// client gave up on says nothing about the backend.
+func (bs *backendState) noteFailure(parent context.Context, err error) {
+	down := errors.Is(err, backends.ErrUnavailable) ||
+		errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil
+	if !down {
+		return
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	bs.checked = time.Now()
+	bs.up = false
+	bs.lastErr = err.Error()
 }
 
 // fingerprint is the hex SHA-256 of a certificate.

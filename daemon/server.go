@@ -44,17 +44,31 @@ type Server struct {
 	metrics  *metrics.Metrics
 
 	rt atomic.Pointer[generation]
+	// streams bounds streams for the whole process, across generations.
+	streams *slots
+	// conns bounds open connections, all listeners together.
+	conns *connLimit
+	// staging bounds the AES-GCM ciphertext staged by all streams.
+	staging staging
 
-	mu        sync.Mutex // serialises Reload and certificate changes
-	audit     *audit.Logger
+	// audit is the audit log; Reload may replace it (audit_log changed).
+	audit atomic.Pointer[audit.Logger]
+
+	mu        sync.Mutex // serialises Reload, certificate changes and shutdown
 	auditPath string
 	cfg       *config.Config // the configuration of the current generation
+	stopping  bool           // shutdown or Close began: nothing is installed or reopened any more
+	// reloadFailed is the last reload's failure, nil after a good one
+	// (health reports it as degraded).
+	reloadFailed atomic.Pointer[reloadFailure]
 
 	listenMu sync.Mutex
 	servers  []*http.Server
 	addrs    []net.Addr
 
 	inflight sync.WaitGroup
+
+	play playback // playback sessions and their key cache
 }
 
 // New loads the configuration, opens the audit log and the backends, and
@@ -70,7 +84,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.AuditOutput == nil {
 		opts.AuditOutput = os.Stderr
 	}
-	s := &Server{opts: opts, logLevel: new(slog.LevelVar)}
+	s := &Server{opts: opts, logLevel: new(slog.LevelVar), streams: newSlots(), conns: newConnLimit(cfg.Limits.MaxConnections)}
 	s.logLevel.Set(cfg.Server.SlogLevel())
 	hopts := &slog.HandlerOptions{Level: s.logLevel}
 	if cfg.Server.LogFormat == "text" {
@@ -82,16 +96,21 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
+	if err := prepareStagingDir(cfg.Server.StagingDir); err != nil {
+		return nil, err
+	}
 	if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 		return nil, err
 	}
 	rt, err := buildGeneration(ctx, cfg, s.log)
 	if err != nil {
-		s.audit.Close()
+		s.audit.Load().Close()
 		return nil, err
 	}
 	s.install(rt)
 	s.cfg = cfg
+	s.setStreamLimits(cfg)
+	s.metrics.ConfigLoaded(time.Now())
 	return s, nil
 }
 
@@ -108,8 +127,31 @@ func (s *Server) openAudit(path string) error {
 	if err != nil {
 		return fmt.Errorf("audit_log: %w", err)
 	}
-	s.audit, s.auditPath = l, path
+	s.audit.Store(l)
+	s.auditPath = path
 	return nil
+}
+
+// logAudit writes one audit line. A line that meets a logger closed by a
+// concurrent reload (audit_log changed) goes to the new one.
+func (s *Server) logAudit(ev audit.Event) error {
+	for {
+		l := s.audit.Load()
+		err := l.Log(ev)
+		if errors.Is(err, audit.ErrClosed) && s.audit.Load() != l {
+			continue
+		}
+		return err
+	}
+}
+
+// errShuttingDown answers requests that arrive while the server stops.
+var errShuttingDown = &apiError{status: http.StatusServiceUnavailable, code: "shutting_down", message: "the daemon is shutting down"}
+
+// reloadFailure is a failed reload, for /v1/health.
+type reloadFailure struct {
+	at  time.Time
+	err string
 }
 
 // install makes rt current, starts its health checks, and retires the
@@ -128,10 +170,14 @@ func (s *Server) install(rt *generation) {
 	}
 }
 
-// acquireGeneration returns the current generation with a reference held.
+// acquireGeneration returns the current generation with a reference held,
+// or nil once the server has shut down.
 func (s *Server) acquireGeneration() *generation {
 	for {
 		rt := s.rt.Load()
+		if rt == nil {
+			return nil
+		}
 		if rt.acquire() {
 			return rt
 		}
@@ -150,42 +196,76 @@ func (s *Server) Addrs() []net.Addr {
 
 // Reload rereads the configuration file, the tenants' certificates and the
 // uploads, reopens the backends and swaps everything in at once. Requests in
-// flight finish with the old generation. On error the old configuration stays.
-// Listener addresses (socket, http) are not changed by a reload; TLS
-// certificates and client CAs are.
+// flight finish with the old generation. On error the old configuration
+// stays, and the failure shows in /v1/health (degraded) and in the
+// envelopd_config_reloads_total{result="error"} metric until a reload
+// succeeds. Listener addresses (socket, http) are not changed by a reload;
+// TLS certificates and client CAs are. Reload and shutdown exclude each
+// other: once shutdown began, Reload fails with ErrServerClosed.
 func (s *Server) Reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopping {
+		return http.ErrServerClosed
+	}
+	err := s.reloadLocked(ctx)
+	s.metrics.ConfigReload(err == nil, time.Now())
+	if err != nil {
+		s.reloadFailed.Store(&reloadFailure{at: time.Now().UTC(), err: err.Error()})
+		return err
+	}
+	s.reloadFailed.Store(nil)
+	return nil
+}
+
+func (s *Server) reloadLocked(ctx context.Context) error {
 	cfg, err := config.Load(s.opts.ConfigPath)
 	if err != nil {
 		return err
+	}
+	if cfg.Server.StagingDir != s.cfg.Server.StagingDir {
+		if err := prepareStagingDir(cfg.Server.StagingDir); err != nil {
+			return err
+		}
 	}
 	if err := s.rebuildLocked(ctx, cfg); err != nil {
 		return err
 	}
 	old := s.cfg
 	s.cfg = cfg
+	s.setStreamLimits(cfg)
 	if old.Server.Socket != cfg.Server.Socket || old.Server.HTTP != cfg.Server.HTTP || old.Server.SocketMode != cfg.Server.SocketMode {
 		s.log.Warn("listener settings changed; they take effect at the next restart", "socket", old.Server.Socket, "http", old.Server.HTTP)
 	}
 	s.logLevel.Set(cfg.Server.SlogLevel())
 	if cfg.Server.AuditLog != s.auditPath {
-		prev := s.audit
+		prev := s.audit.Load()
 		if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 			s.log.Error("cannot open the new audit log; keeping the old one", "error", err)
 		} else {
 			prev.Close()
 		}
-	} else if err := s.audit.Reopen(); err != nil {
+	} else if err := s.audit.Load().Reopen(); err != nil {
 		s.log.Error("reopening the audit log", "error", err)
 	}
 	s.log.Info("configuration reloaded", "tenants", len(cfg.Tenants), "backends", len(cfg.Backends), "clients", len(cfg.Clients))
 	return nil
 }
 
+// setStreamLimits applies the limits that belong to the process, not to a
+// generation: streams, connections and staged bytes.
+func (s *Server) setStreamLimits(cfg *config.Config) {
+	s.streams.setLimits(cfg.Limits.MaxStreams, cfg.Limits.MaxStreamsPerClient, cfg.Limits.MaxStreamsPerTenant)
+	s.conns.setMax(cfg.Limits.MaxConnections)
+	s.staging.setMax(cfg.Limits.MaxStagingBytes)
+}
+
 // rebuildLocked builds a generation from cfg (and the current uploads) and
-// installs it. s.mu must be held.
+// installs it. s.mu must be held; after shutdown began it fails.
 func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
+	if s.stopping {
+		return errShuttingDown
+	}
 	rt, err := buildGeneration(ctx, cfg, s.log)
 	if err != nil {
 		return err
@@ -199,7 +279,9 @@ func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
 // requests get up to limits.shutdown_timeout to finish, then connections are
 // closed. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
 	cfg := s.cfg
+	s.mu.Unlock()
 	handler := s.Handler()
 	var lns []net.Listener
 	closeAll := func() {
@@ -212,6 +294,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		l = s.conns.wrap(l)
 		lns = append(lns, l)
 		s.addServer(l, handler, "unix", cfg)
 	}
@@ -221,6 +304,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("http: %w", err)
 		}
+		l = s.conns.wrap(l)
 		if cfg.Server.TLSCert != "" {
 			l = tls.NewListener(l, s.tlsConfig())
 		}
@@ -257,7 +341,7 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		Handler:           h,
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.Duration,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
-		MaxHeaderBytes:    int(min(cfg.Limits.MaxEnvelopeBytes*2+64<<10, 16<<20)),
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ConnContext:       connContext(kind),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -267,9 +351,13 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 }
 
 // shutdown stops the listeners, waits for running requests up to the
-// configured timeout, then closes everything.
+// configured timeout, then closes everything. It excludes Reload and
+// certificate changes: one in progress finishes first, later ones fail.
 func (s *Server) shutdown() error {
+	s.mu.Lock()
+	s.stopping = true
 	timeout := s.cfg.Limits.ShutdownTimeout.Duration
+	s.mu.Unlock()
 	s.log.Info("shutting down", "timeout", timeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -299,12 +387,21 @@ func (s *Server) shutdown() error {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+	err := s.release()
+	s.log.Info("stopped")
+	return err
+}
+
+// release retires the current generation and closes the audit log, once
+// nothing can install or reopen them any more.
+func (s *Server) release() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
 	}
-	err := s.audit.Close()
-	s.log.Info("stopped")
-	return err
+	return s.audit.Load().Close()
 }
 
 func (s *Server) tlsConfig() *tls.Config {
@@ -378,10 +475,5 @@ func newRequestID(r *http.Request) string {
 }
 
 // Close releases a Server that was never served (or after Serve returned):
-// it closes the backends and the audit log.
-func (s *Server) Close() error {
-	if rt := s.rt.Swap(nil); rt != nil {
-		rt.retire()
-	}
-	return s.audit.Close()
-}
+// it closes the backends and the audit log. Later reloads fail.
+func (s *Server) Close() error { return s.release() }

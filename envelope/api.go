@@ -68,6 +68,10 @@ type Options struct {
 	Length int64
 	// Rand is the randomness source (nil = crypto/rand).
 	Rand io.Reader
+	// Budget bounds the chunks the writer encrypts and writes in the
+	// background, shared with other streams (see Budget). Nil means
+	// DefaultBudget.
+	Budget *Budget
 }
 
 // DataKey is a content-encryption key and its parameters.
@@ -135,4 +139,6 @@ var (
 	ErrMalformed   = errors.New("envelope: malformed")
 	ErrUnsupported = errors.New("envelope: unsupported")
 	ErrTruncated   = errors.New("envelope: truncated")
+	// ErrStageLimit: an AES-GCM content is larger than Reader.StageLimit.
+	ErrStageLimit = errors.New("envelope: AES-GCM content larger than the staging limit")
 )

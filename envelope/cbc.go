@@ -2,110 +2,183 @@ package envelope
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
 	"crypto/subtle"
 	"fmt"
 	"io"
 	"runtime"
 	"sync/atomic"
+
+	"github.com/envelopd/envelopd/internal/aescbc"
 )
 
 // cbcReader decrypts AES-CBC content with PKCS#7 padding.
 //
-// CBC decryption parallelises: a block needs only the previous ciphertext
-// block. The source is read in chunks by short-lived goroutines chained in
-// order; as soon as a chunk is read (and its last ciphertext block noted as
-// the next chunk's IV) the next read starts while the chunk is decrypted,
-// so up to readAhead chunks decrypt at once on all cores. The consumer
-// takes chunks in order and holds back the final block until the end of
-// the input to check the padding. No goroutine blocks on the consumer, so
-// none leaks when the stream is abandoned.
+// The source is read in chunks. A chunk is decrypted right after it is
+// read (a CBC block needs only the previous ciphertext block, noted as the
+// next chunk's chain value when the chunk is read), while it is still in
+// the cache. Reads ahead of the consumer run in short-lived goroutines
+// chained in order, so that reading the source overlaps the consumer's use
+// of the plaintext; each chunk they fill beyond the stream's own one is
+// taken from the shared Budget, and when the budget is spent the consumer
+// reads and decrypts the next chunk itself. The consumer takes chunks in
+// order and holds back the final block until the end of the input to
+// check the padding. No goroutine blocks on the consumer, so none leaks
+// when the stream is abandoned; a cleanup returns the budget of a reader
+// dropped without Close.
 type cbcReader struct {
-	src   io.Reader
-	block cipher.Block
-	ahead int
+	src    io.Reader
+	key    *aescbc.Key
+	budget *Budget
+	acct   *account // budget chunks held by this reader
 
-	lastCT [aes.BlockSize]byte // chain state of the read stage
-	jobs   []*rjob
+	lastCT  [aes.BlockSize]byte // chain state of the read stage
+	jobs    []*rjob             // reads in flight, in order
+	ownBusy bool                // the stream's own chunk is in a job or current
 
 	held    [aes.BlockSize]byte // last plaintext block seen, not yet released
 	hasHeld bool
 	cur     *rjob
 	out     []byte
 	err     error // returned once out is drained
-	started bool
 	closed  atomic.Bool
 }
 
 type rjob struct {
-	buf   *[]byte
-	n     int
-	final bool
-	err   error
-	iv    [aes.BlockSize]byte
+	buf      *[]byte
+	borrowed bool // taken from the budget
+	n        int
+	final    bool
+	err      error
 
 	readDone, done chan struct{}
 }
 
-func newCBCReader(src io.Reader, dk *DataKey) (*cbcReader, error) {
-	b, err := aes.NewCipher(dk.Key)
+// account counts the budget chunks a stream holds, apart from the stream,
+// so that a cleanup can return them when the stream is dropped unclosed.
+type account struct {
+	b *Budget
+	n atomic.Int64
+}
+
+func newAccount(b *Budget) *account { return &account{b: budgetOr(b)} }
+
+func (a *account) take() bool {
+	if a.b.take() {
+		a.n.Add(1)
+		return true
+	}
+	return false
+}
+
+func (a *account) give() {
+	a.n.Add(-1)
+	a.b.give(1)
+}
+
+func (a *account) release() { a.b.give(int(a.n.Swap(0))) }
+
+func newCBCReader(src io.Reader, dk *DataKey, budget *Budget) (*cbcReader, error) {
+	k, err := aescbc.NewKey(dk.Key)
 	if err != nil {
 		return nil, err
 	}
-	r := &cbcReader{src: src, block: b, ahead: min(max(runtime.GOMAXPROCS(0)+1, 3), 8)}
+	r := &cbcReader{src: src, key: k, acct: newAccount(budget)}
 	copy(r.lastCT[:], dk.IV)
+	runtime.AddCleanup(r, (*account).release, r.acct)
 	return r, nil
 }
 
 var errNotBlocks = fmt.Errorf("%w: CBC ciphertext is not a whole number of blocks", ErrTruncated)
 
-func (r *cbcReader) launch() {
-	var prev *rjob
-	if len(r.jobs) > 0 {
-		prev = r.jobs[len(r.jobs)-1]
+// newJob takes the stream's own chunk, or one from the budget. It returns
+// nil when neither is free.
+func (r *cbcReader) newJob() *rjob {
+	j := &rjob{readDone: make(chan struct{}), done: make(chan struct{})}
+	switch {
+	case !r.ownBusy:
+		r.ownBusy = true
+	case r.acct.take():
+		j.borrowed = true
+	default:
+		return nil
 	}
-	j := &rjob{buf: getChunk(), readDone: make(chan struct{}), done: make(chan struct{})}
-	r.jobs = append(r.jobs, j)
-	go func() {
-		defer close(j.done)
-		if prev != nil {
-			<-prev.readDone
-			if prev.final {
-				j.final = true
-				close(j.readDone)
-				return
+	j.buf = getChunk()
+	return j
+}
+
+func (r *cbcReader) release(j *rjob) {
+	putChunk(j.buf)
+	j.buf = nil
+	if j.borrowed {
+		r.acct.give()
+	} else {
+		r.ownBusy = false
+	}
+}
+
+// fill starts reads ahead while the stream may hold more chunks.
+func (r *cbcReader) fill() {
+	for len(r.jobs) < MaxAhead {
+		if n := len(r.jobs); n > 0 {
+			select {
+			case <-r.jobs[n-1].readDone:
+				if r.jobs[n-1].final {
+					return
+				}
+			default:
 			}
 		}
-		if r.closed.Load() {
-			j.final, j.err = true, errReadClosed
+		j := r.newJob()
+		if j == nil {
+			return
+		}
+		var prev *rjob
+		if n := len(r.jobs); n > 0 {
+			prev = r.jobs[n-1]
+		}
+		r.jobs = append(r.jobs, j)
+		go r.run(j, prev)
+	}
+}
+
+// run reads chunk j after prev has been read, and decrypts it.
+func (r *cbcReader) run(j, prev *rjob) {
+	defer close(j.done)
+	if prev != nil {
+		<-prev.readDone
+		if prev.final {
+			j.final = true
 			close(j.readDone)
 			return
 		}
-		data := (*j.buf)[chunkHead : chunkHead+chunkSize]
-		n, err := io.ReadFull(r.src, data)
-		switch err {
-		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
-			j.final = true
-		default:
-			j.final, j.err = true, err
-		}
-		if n%aes.BlockSize != 0 {
-			n -= n % aes.BlockSize
-			if j.err == nil {
-				j.err = errNotBlocks
-			}
-		}
-		j.n = n
-		j.iv = r.lastCT
-		if n > 0 {
-			copy(r.lastCT[:], data[n-aes.BlockSize:n])
-		}
+	}
+	if r.closed.Load() {
+		j.final, j.err = true, errReadClosed
 		close(j.readDone)
-		if n > 0 {
-			cipher.NewCBCDecrypter(r.block, j.iv[:]).CryptBlocks(data[:n], data[:n])
+		return
+	}
+	data := (*j.buf)[chunkHead : chunkHead+chunkSize]
+	n, err := io.ReadFull(r.src, data)
+	switch err {
+	case nil:
+	case io.EOF, io.ErrUnexpectedEOF:
+		j.final = true
+	default:
+		j.final, j.err = true, err
+	}
+	if n%aes.BlockSize != 0 {
+		n -= n % aes.BlockSize
+		if j.err == nil {
+			j.err = errNotBlocks
 		}
-	}()
+	}
+	j.n = n
+	iv := r.lastCT
+	if n > 0 {
+		copy(r.lastCT[:], data[n-aes.BlockSize:n])
+	}
+	close(j.readDone)
+	r.key.DecryptCBC(&iv, data[:n], data[:n])
 }
 
 var errReadClosed = fmt.Errorf("envelope: read after close")
@@ -114,7 +187,7 @@ var errReadClosed = fmt.Errorf("envelope: read after close")
 // end of the stream (r.err is then set, io.EOF on success).
 func (r *cbcReader) next() bool {
 	if r.cur != nil {
-		putChunk(r.cur.buf)
+		r.release(r.cur)
 		r.cur = nil
 	}
 	if r.err != nil {
@@ -124,18 +197,21 @@ func (r *cbcReader) next() bool {
 		r.err = errReadClosed
 		return false
 	}
-	if !r.started {
-		r.started = true
-		for range r.ahead {
-			r.launch()
-		}
+	var j *rjob
+	if len(r.jobs) == 0 {
+		// Nothing in flight: read and decrypt this chunk here, in the
+		// stream's own chunk (free, as nothing else holds it).
+		j = r.newJob()
+		r.run(j, nil)
+	} else {
+		r.fill()
+		j = r.jobs[0]
+		r.jobs = r.jobs[1:]
+		<-j.done
 	}
-	j := r.jobs[0]
-	r.jobs = r.jobs[1:]
-	<-j.done
 	r.cur = j
 	if !j.final {
-		r.launch()
+		r.fill()
 	}
 	buf := *j.buf
 	r.out = nil
@@ -176,9 +252,16 @@ func (r *cbcReader) next() bool {
 	return true
 }
 
-// dropJobs forgets the chunks launched after the final one; they end on
-// their own.
-func (r *cbcReader) dropJobs() { r.jobs = nil }
+// dropJobs waits for the chunks started after the final one (they end
+// without reading) or, on Close, for the reads in flight, and releases
+// their chunks.
+func (r *cbcReader) dropJobs() {
+	for _, j := range r.jobs {
+		<-j.done
+		r.release(j)
+	}
+	r.jobs = nil
+}
 
 // pkcs7Pad returns the padding length of the last block, in constant time.
 func pkcs7Pad(b *[aes.BlockSize]byte) (int, bool) {
@@ -226,20 +309,16 @@ func (r *cbcReader) WriteTo(w io.Writer) (int64, error) {
 }
 
 // Close stops reading. It waits for a read of the source in flight (at
-// most one chunk), so that the source is not touched after Close returns;
-// decryption in flight finishes on its own.
+// most one: reads are in order and check for Close before they start), so
+// that the source is not touched after Close returns, and returns the
+// reader's chunks to the pool and the budget.
 func (r *cbcReader) Close() error {
 	r.closed.Store(true)
-	// Jobs read in order and each checks closed before reading: once the
-	// last one launched is past its read, no read is or will be in flight.
-	if n := len(r.jobs); n > 0 {
-		<-r.jobs[n-1].readDone
-	}
+	r.dropJobs()
 	if r.cur != nil {
-		putChunk(r.cur.buf)
+		r.release(r.cur)
 		r.cur = nil
 	}
 	r.out = nil
-	r.jobs = nil
 	return nil
 }

@@ -22,6 +22,21 @@ type Reader struct {
 	// envelope while it authenticates it (an unlinked file, removed before
 	// use). Empty means os.TempDir().
 	TempDir string
+	// Budget bounds the chunks that CBC decryption reads ahead, shared
+	// with other streams (see Budget). Nil means DefaultBudget.
+	Budget *Budget
+	// StageLimit bounds the ciphertext Decrypt may stage for one AES-GCM
+	// envelope, in bytes; beyond it Decrypt stops and returns an error
+	// wrapping ErrStageLimit. 0 means no limit but the format's (2^36-32
+	// bytes).
+	StageLimit int64
+	// Stage, if set, is called before each piece of ciphertext is staged,
+	// with its size in bytes; an error stops Decrypt, which returns it
+	// wrapped. It lets a caller share one budget among many readers (the
+	// daemon's limit on all staged bytes). The staged bytes are released
+	// when the plaintext reader is closed or Decrypt fails; the caller
+	// knows when that is.
+	Stage func(n int64) error
 
 	hdr     Header
 	s       *stream
@@ -511,7 +526,7 @@ func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 	if r.hdr.Authenticated {
 		return r.decryptGCM(dk)
 	}
-	return newCBCReader(r.content, dk)
+	return newCBCReader(r.content, dk, r.Budget)
 }
 
 // DecryptDetached decrypts a separate raw ciphertext stream (as
@@ -528,13 +543,13 @@ func (r *Reader) DecryptDetached(kr KeyResolver, ciphertext io.Reader) (io.ReadC
 	if err != nil {
 		return nil, err
 	}
-	return newCBCReader(ciphertext, dk)
+	return newCBCReader(ciphertext, dk, r.Budget)
 }
 
 // DecryptContent returns the plaintext of raw CBC content encrypted with dk
 // (as EncryptContent writes it). Padding is checked at the end; a bad
 // padding is ErrDecrypt. The returned reader is also an io.Closer and an
-// io.WriterTo.
+// io.WriterTo. It reads ahead within DefaultBudget.
 func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if err := dk.check(); err != nil {
 		return nil, err
@@ -542,5 +557,5 @@ func DecryptContent(src io.Reader, dk *DataKey) (io.Reader, error) {
 	if dk.Cipher.IsGCM() {
 		return nil, unsupported("raw content with %v", dk.Cipher)
 	}
-	return newCBCReader(src, dk)
+	return newCBCReader(src, dk, nil)
 }

@@ -476,5 +476,5 @@ func (r *Reader) DecryptKey(dk *DataKey) (io.ReadCloser, error) {
 	if r.hdr.Authenticated {
 		return r.decryptGCM(dk)
 	}
-	return newCBCReader(r.content, dk)
+	return newCBCReader(r.content, dk, r.Budget)
 }

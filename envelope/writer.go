@@ -3,14 +3,15 @@ package envelope
 import (
 	"bytes"
 	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"sync"
 
+	"github.com/envelopd/envelopd/internal/aescbc"
 	"github.com/envelopd/envelopd/internal/gcmstream"
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -23,8 +24,6 @@ const (
 	// or a held-back plaintext block (reader); chunkTail is room for padding.
 	chunkHead = 16
 	chunkTail = 16
-	// writeAhead bounds the chunks in flight in a writer.
-	writeAhead = 4
 )
 
 var chunkPool = sync.Pool{New: func() any {
@@ -263,7 +262,7 @@ func Encrypt(dst io.Writer, recipients []Recipient, opts *Options) (io.WriteClos
 			ctLen = cbcCiphertextLen(o.Length)
 		}
 	}
-	w, err := newSealWriter(dst, dk, o.Length >= 0)
+	w, err := newSealWriter(dst, dk, o.Length >= 0, o.Budget)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +278,8 @@ func Encrypt(dst io.Writer, recipients []Recipient, opts *Options) (io.WriteClos
 // as raw content: AES-CBC with PKCS#7 padding, no framing. This is the
 // separate ciphertext stream that goes with a header-only envelope from
 // MarshalHeader. Close writes the final block; it does not close dst. As
-// with Encrypt, end with Close or Abort before releasing dst.
+// with Encrypt, end with Close or Abort before releasing dst. Chunks in
+// flight are taken from DefaultBudget.
 func EncryptContent(dst io.Writer, dk *DataKey) (io.WriteCloser, error) {
 	if err := dk.check(); err != nil {
 		return nil, err
@@ -287,7 +287,7 @@ func EncryptContent(dst io.Writer, dk *DataKey) (io.WriteCloser, error) {
 	if dk.Cipher.IsGCM() {
 		return nil, unsupported("raw content with %v (only CBC ciphers)", dk.Cipher)
 	}
-	w, err := newSealWriter(dst, dk, true)
+	w, err := newSealWriter(dst, dk, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -298,17 +298,24 @@ func EncryptContent(dst io.Writer, dk *DataKey) (io.WriteCloser, error) {
 // sealWriter is the pipelined content encryptor. Full chunks are sealed and
 // written by short-lived goroutines chained in order (each waits for its
 // predecessor), so encryption overlaps both the caller producing plaintext
-// and the writes to dst, with at most writeAhead chunks in flight. No
-// goroutine outlives the chunks in flight, even if Close is never called.
+// and the writes to dst. The chunk being filled is the stream's own; each
+// chunk in flight beyond it is taken from the shared Budget (at most
+// MaxAhead). When the budget is spent the caller seals and writes the
+// chunk itself. No goroutine outlives the chunks in flight, even if Close
+// is never called; each returns its budget when it ends.
 type sealWriter struct {
 	dst      io.Writer
-	raw      bool              // no OCTET STRING framing (DER content or raw)
-	cbc      cipher.BlockMode  // CBC
+	raw      bool        // no OCTET STRING framing (DER content or raw)
+	key      *aescbc.Key // CBC
+	iv       [aes.BlockSize]byte
 	gcm      *gcmstream.Stream // GCM
+	acct     *account          // budget chunks held by the writer itself
 	want, n  int64
 	finish   func(mac []byte) []byte
 	cur      *wchunk
 	inflight []*wchunk
+	ownBusy  bool // the stream's own chunk is current or in flight
+	reserved bool // a budget chunk taken for the next chunk
 	closed   bool
 
 	mu  sync.Mutex
@@ -318,11 +325,12 @@ type sealWriter struct {
 type wchunk struct {
 	buf            *[]byte
 	n              int
+	borrowed       bool
 	sealed, writen chan struct{}
 }
 
-func newSealWriter(dst io.Writer, dk *DataKey, raw bool) (*sealWriter, error) {
-	w := &sealWriter{dst: dst, raw: raw}
+func newSealWriter(dst io.Writer, dk *DataKey, raw bool, budget *Budget) (*sealWriter, error) {
+	w := &sealWriter{dst: dst, raw: raw, acct: newAccount(budget)}
 	if dk.Cipher.IsGCM() {
 		g, err := gcmstream.New(dk.Key, dk.IV, nil)
 		if err != nil {
@@ -330,12 +338,14 @@ func newSealWriter(dst io.Writer, dk *DataKey, raw bool) (*sealWriter, error) {
 		}
 		w.gcm = g
 	} else {
-		b, err := aes.NewCipher(dk.Key)
+		k, err := aescbc.NewKey(dk.Key)
 		if err != nil {
 			return nil, err
 		}
-		w.cbc = cipher.NewCBCEncrypter(b, dk.IV)
+		w.key = k
+		copy(w.iv[:], dk.IV)
 	}
+	runtime.AddCleanup(w, (*account).release, w.acct)
 	return w, nil
 }
 
@@ -370,6 +380,63 @@ func (w *sealWriter) accept(n int) error {
 	return nil
 }
 
+// newCur makes a chunk current for the caller to fill: the stream's own,
+// the one reserved from the budget, a new one from the budget, or the
+// first to come back from the pipeline.
+func (w *sealWriter) newCur() {
+	w.reap(false)
+	for {
+		c := &wchunk{}
+		switch {
+		case !w.ownBusy:
+			w.ownBusy = true
+		case w.reserved:
+			w.reserved, c.borrowed = false, true
+		case len(w.inflight) < MaxAhead && w.acct.take():
+			c.borrowed = true
+		default:
+			w.reap(true)
+			continue
+		}
+		c.buf = getChunk()
+		w.cur = c
+		return
+	}
+}
+
+// reap forgets the chunks at the head of the pipeline that are written;
+// with wait it first waits for one.
+func (w *sealWriter) reap(wait bool) {
+	if wait && len(w.inflight) > 0 {
+		<-w.inflight[0].writen
+	}
+	for len(w.inflight) > 0 {
+		select {
+		case <-w.inflight[0].writen:
+		default:
+			return
+		}
+		if !w.inflight[0].borrowed {
+			w.ownBusy = false
+		}
+		w.inflight = w.inflight[1:]
+	}
+}
+
+// dropCur returns the current chunk unused.
+func (w *sealWriter) dropCur() {
+	if w.cur == nil {
+		return
+	}
+	putChunk(w.cur.buf)
+	if w.cur.borrowed {
+		w.acct.give()
+	} else {
+		w.ownBusy = false
+	}
+	w.cur = nil
+}
+
 func (w *sealWriter) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, errClosed
@@ -383,7 +450,7 @@ func (w *sealWriter) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
 		if w.cur == nil {
-			w.cur = &wchunk{buf: getChunk()}
+			w.newCur()
 		}
 		k := copy((*w.cur.buf)[chunkHead+w.cur.n:chunkHead+chunkSize], p)
 		w.cur.n += k
@@ -408,7 +475,7 @@ func (w *sealWriter) ReadFrom(r io.Reader) (int64, error) {
 			return total, err
 		}
 		if w.cur == nil {
-			w.cur = &wchunk{buf: getChunk()}
+			w.newCur()
 		}
 		k, err := r.Read((*w.cur.buf)[chunkHead+w.cur.n : chunkHead+chunkSize])
 		if k > 0 {
@@ -432,32 +499,53 @@ func (w *sealWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// submit hands the current chunk to the pipeline.
+// submit hands the current chunk to the pipeline, or seals and writes it
+// here when nothing is in flight and the budget has no chunk for the next
+// one.
 func (w *sealWriter) submit() error {
 	c := w.cur
 	w.cur = nil
-	var prev *wchunk
-	if len(w.inflight) > 0 {
-		prev = w.inflight[len(w.inflight)-1]
-	}
-	if len(w.inflight) == writeAhead {
-		<-w.inflight[0].writen
-		w.inflight = w.inflight[1:]
-	}
+	w.reap(false)
 	c.sealed, c.writen = make(chan struct{}), make(chan struct{})
+	if len(w.inflight) == 0 && !c.borrowed && !w.reserved {
+		if !w.acct.take() {
+			w.process(c, nil)
+			w.ownBusy = false
+			return w.getErr()
+		}
+		w.reserved = true
+	}
+	if len(w.inflight) == MaxAhead {
+		w.reap(true)
+	}
+	var prev *wchunk
+	if n := len(w.inflight); n > 0 {
+		prev = w.inflight[n-1]
+	}
+	if c.borrowed {
+		// The chunk's goroutine returns its budget.
+		w.acct.n.Add(-1)
+	}
 	w.inflight = append(w.inflight, c)
 	go w.process(c, prev)
 	return w.getErr()
 }
 
+// process seals chunk c after prev is sealed and writes it after prev is
+// written. It returns c's buffer to the pool and its budget.
 func (w *sealWriter) process(c, prev *wchunk) {
-	defer putChunk(c.buf)
+	defer func() {
+		putChunk(c.buf)
+		if c.borrowed {
+			w.acct.b.give(1)
+		}
+	}()
 	data := (*c.buf)[chunkHead : chunkHead+c.n]
 	if prev != nil {
 		<-prev.sealed
 	}
-	if w.cbc != nil {
-		w.cbc.CryptBlocks(data, data)
+	if w.key != nil {
+		w.key.EncryptCBC(&w.iv, data, data)
 	} else {
 		w.gcm.Encrypt(data, data)
 	}
@@ -480,6 +568,17 @@ func (w *sealWriter) process(c, prev *wchunk) {
 	}
 }
 
+// drain waits for every chunk in flight and returns the reserved budget.
+func (w *sealWriter) drain() {
+	for len(w.inflight) > 0 {
+		w.reap(true)
+	}
+	if w.reserved {
+		w.reserved = false
+		w.acct.give()
+	}
+}
+
 // Close encrypts the last block, writes the trailers and waits for all
 // writes to dst. It does not close dst.
 func (w *sealWriter) Close() error {
@@ -487,14 +586,14 @@ func (w *sealWriter) Close() error {
 		return w.getErr()
 	}
 	w.closed = true
-	if w.cur == nil {
-		w.cur = &wchunk{buf: getChunk()}
-	}
 	if w.want >= 0 && w.n != w.want && w.getErr() == nil {
 		w.setErr(fmt.Errorf("envelope: wrote %d bytes of plaintext, declared %d", w.n, w.want))
 	}
 	if w.getErr() == nil {
-		if w.cbc != nil {
+		if w.cur == nil {
+			w.newCur()
+		}
+		if w.key != nil {
 			// PKCS#7 padding: 1..16 bytes of the padding length.
 			pad := aes.BlockSize - w.cur.n%aes.BlockSize
 			b := (*w.cur.buf)[chunkHead+w.cur.n : chunkHead+w.cur.n+pad]
@@ -507,14 +606,8 @@ func (w *sealWriter) Close() error {
 			w.submit()
 		}
 	}
-	if w.cur != nil {
-		putChunk(w.cur.buf)
-		w.cur = nil
-	}
-	for _, c := range w.inflight {
-		<-c.writen
-	}
-	w.inflight = nil
+	w.dropCur()
+	w.drain()
 	if err := w.getErr(); err != nil {
 		return err
 	}
@@ -545,14 +638,8 @@ func Abort(w io.Writer) {
 	}
 	sw.closed = true
 	sw.setErr(errAborted)
-	if sw.cur != nil {
-		putChunk(sw.cur.buf)
-		sw.cur = nil
-	}
-	for _, c := range sw.inflight {
-		<-c.writen
-	}
-	sw.inflight = nil
+	sw.dropCur()
+	sw.drain()
 }
 
 var errAborted = errors.New("envelope: writer aborted")

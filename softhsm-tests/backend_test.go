@@ -164,8 +164,8 @@ func TestGenerateAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: name, Bits: 2048}); !errors.Is(err, backends.ErrInvalidConfig) {
-		t.Errorf("second key with label %q = %v; want ErrInvalidConfig (already exists)", name, err)
+	if _, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: name, Bits: 2048}); !errors.Is(err, backends.ErrExists) {
+		t.Errorf("second key with label %q = %v; want ErrExists", name, err)
 	}
 	if _, err := b.GenerateKey(ctx(t), backends.GenerateRequest{Name: uniqueLabel("small"), Bits: 1024}); !errors.Is(err, backends.ErrNotSupported) {
 		t.Errorf("1024-bit key generation = %v; want ErrNotSupported", err)

@@ -43,6 +43,7 @@ const (
 	reinitLabel = "envelopd-reinit" // TestTokenReinitialised wipes it
 	dupLabel    = "envelopd-dup"    // two tokens share it
 	e2eLabel    = "envelopd-e2e"    // only the CLI and daemon subprocesses use it
+	takeLabel   = "envelopd-take"   // TestTakeover's daemon and CLI only
 	userPIN     = "4711-test-pin"
 	soPIN       = "so-0815-test"
 	pinEnv      = "ENVELOPD_TEST_HSM_PIN"
@@ -122,7 +123,7 @@ func setup() {
 	os.Setenv(pinEnv, userPIN)
 	// SoftHSM reads its token list at C_Initialize: every token the tests
 	// use exists before the first test.
-	for _, l := range []string{tokenLabel, otherLabel, reinitLabel, dupLabel, dupLabel, e2eLabel} {
+	for _, l := range []string{tokenLabel, otherLabel, reinitLabel, dupLabel, dupLabel, e2eLabel, takeLabel} {
 		out, err := exec.Command(hsm.util, "--init-token", "--free", "--label", l, "--pin", userPIN, "--so-pin", soPIN).CombinedOutput()
 		if err != nil {
 			hsm.err = fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)

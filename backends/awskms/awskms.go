@@ -73,6 +73,7 @@ type api interface {
 // Backend is an AWS KMS backend.
 type Backend struct {
 	name    string
+	region  string
 	client  api
 	timeout time.Duration
 	idle    interface{ CloseIdleConnections() } // may be nil
@@ -169,7 +170,7 @@ func open(ctx context.Context, in backends.Instance, o Options, extra ...func(*c
 			ko.BaseEndpoint = aws.String(o.Endpoint)
 		}
 	})
-	return &Backend{name: name, client: client, timeout: timeout, idle: idle}, nil
+	return &Backend{name: name, region: strings.TrimSpace(o.Region), client: client, timeout: timeout, idle: idle}, nil
 }
 
 // checkEndpoint accepts https URLs, and http ones only for loopback hosts:

@@ -108,6 +108,15 @@ func TestSetCertificate(t *testing.T) {
 	if _, _, err = ks.SetCertificate(ctx, "rec", nil, false); err == nil {
 		t.Error("no certificate accepted")
 	}
+	// A bare key gets its first certificate: current, version 2 not needed
+	// for it alone.
+	bare := testenv.NewCert(t, "bare", nil)
+	if _, err := ks.Import(ctx, ImportEntry{Alias: "bare", Key: bare.Key}); err != nil {
+		t.Fatal(err)
+	}
+	if e, changed, err := ks.SetCertificate(ctx, "bare", []*x509.Certificate{bare.Cert}, true); err != nil || !changed || !e.Certificate().Equal(bare.Cert) || len(e.Chains) != 1 {
+		t.Errorf("first certificate of a bare key: %v, %v", changed, err)
+	}
 	// Certificates (what the daemon asks) is the current chain.
 	if cs, err := ks.Certificates(ctx, "rec"); err != nil || len(cs) != 1 || !cs[0].Equal(self.Cert) {
 		t.Errorf("Certificates: %v, %v", cs, err)

@@ -107,11 +107,18 @@
 // bad padding yields random bytes, not an error. OAEP failures are one
 // error, [backends.ErrDecrypt].
 //
+// [Keystore.ExportPKCS12] is the one way a private key leaves the
+// keystore: a PKCS#12 file for offsite backup (PBES2 with AES-256-CBC and
+// PBKDF2-HMAC-SHA-256 at [PKCS12Iterations] iterations, HMAC-SHA-256 MAC),
+// under a password of the caller's, which should be random: PBKDF2 slows
+// guessing far less than the keystore's argon2id does.
+//
 // # Limitations
 //
 // Go cannot guarantee that no copy of a secret survives in memory (the
 // garbage collector moves nothing, but crypto/rsa keeps internal
-// precomputations that cannot be cleared). The whole keystore is loaded and
+// precomputations that cannot be cleared; the PKCS#12 encoder takes its
+// password as a string). The whole keystore is loaded and
 // rewritten on every change, which suits the tens to hundreds of entries a
 // contact centre has, not millions. The password can not be changed yet
 // (the salt is fixed for the life of the file). Stale "<keystore>.tmp-*"

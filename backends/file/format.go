@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -76,7 +75,9 @@ var (
 	// ErrNotKeystore: the file is not an envelopd keystore at all.
 	ErrNotKeystore error = &keystoreError{"not an envelopd keystore", backends.ErrInvalidConfig}
 	// ErrExists: the keystore or alias already exists.
-	ErrExists = errors.New("already exists")
+	// It is backends.ErrExists, so callers that know only the backend
+	// contract recognise it.
+	ErrExists = backends.ErrExists
 )
 
 func corrupt(format string, args ...any) error {

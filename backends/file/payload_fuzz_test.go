@@ -24,12 +24,16 @@ var fuzzKDF = KDFParams{Time: 1, Memory: 64, Threads: 1}
 func payloadSeeds(t testing.TB) [][]byte {
 	c := testenv.NewCert(t, "payload-seed", &testenv.CertOptions{Key: testenv.RSAKey(t, "payload-seed", 1024)})
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	ca := testenv.NewCert(t, "payload-seed CA", &testenv.CertOptions{IsCA: true, Key: testenv.RSAKey(t, "payload-seed CA", 1024)})
+	renewed := testenv.NewCert(t, "payload-seed renewed", &testenv.CertOptions{Key: c.Key, Issuer: ca})
 	var out [][]byte
 	for _, m := range []map[string]*entry{
 		{},
 		{"bare": {alias: "bare", key: c.Key, created: now, source: "generated", state: StateActive}},
 		{"rec 2025": {alias: "rec 2025", key: c.Key, chains: [][]*x509.Certificate{{c.Cert}}, created: now, source: "imported from PEM", state: StateActive},
 			"old": {alias: "old", key: c.Key, created: now, state: StateRetired, stateChanged: now.Add(time.Hour)}},
+		// Version 2: several chains of one key.
+		{"renewed": {alias: "renewed", key: c.Key, chains: [][]*x509.Certificate{{renewed.Cert, ca.Cert}, {c.Cert}}, created: now, state: StateActive}},
 	} {
 		p, _, err := encodePayload(m)
 		if err != nil {

@@ -50,7 +50,7 @@ func labelFree(c *pkcs11.Ctx, h pkcs11.SessionHandle, label string) error {
 		return fmt.Errorf("C_FindObjects: %w", err)
 	}
 	if len(objs) > 0 {
-		return fmt.Errorf("%w: an object labelled %q already exists on the token", backends.ErrInvalidConfig, label)
+		return fmt.Errorf("%w: an object labelled %q is already on the token", backends.ErrExists, label)
 	}
 	return nil
 }

@@ -100,13 +100,22 @@ func (b *Backend) readKey(ctx context.Context, op, ref, name string) (*keyData, 
 	if err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(sec.Data)
+	kd, err := decodeKeyData(sec.Data)
 	if err != nil {
 		return nil, b.err(op, ref, err)
 	}
+	return kd, nil
+}
+
+// decodeKeyData decodes the data of a transit/keys/:name answer.
+func decodeKeyData(data map[string]any) (*keyData, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("unexpected key info from vault: %v", err)
+	}
 	var kd keyData
 	if err := json.Unmarshal(raw, &kd); err != nil {
-		return nil, b.err(op, ref, fmt.Errorf("unexpected key info from vault: %v", err))
+		return nil, fmt.Errorf("unexpected key info from vault: %v", err)
 	}
 	return &kd, nil
 }
@@ -259,10 +268,9 @@ func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, opts backends.Decr
 	if err != nil {
 		return nil, err
 	}
-	s, _ := sec.Data["plaintext"].(string)
-	pt, derr := base64.StdEncoding.DecodeString(s)
+	pt, derr := decodePlaintext(sec.Data)
 	if derr != nil {
-		return nil, b.err("decrypt", k.ref, fmt.Errorf("%w: vault returned a malformed plaintext", backends.ErrUnavailable))
+		return nil, b.err("decrypt", k.ref, derr)
 	}
 	if opts.Padding == backends.PKCS1v15 && opts.SessionKeyLen > 0 {
 		// Session-key semantics: a plaintext of the wrong length is replaced
@@ -279,6 +287,16 @@ func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, opts backends.Decr
 		subtle.ConstantTimeCopy(good, rnd, src)
 		clear(pt)
 		return rnd, nil
+	}
+	return pt, nil
+}
+
+// decodePlaintext decodes the data of a transit/decrypt answer.
+func decodePlaintext(data map[string]any) ([]byte, error) {
+	s, _ := data["plaintext"].(string)
+	pt, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: vault returned a malformed plaintext", backends.ErrUnavailable)
 	}
 	return pt, nil
 }

@@ -55,7 +55,7 @@ func (b *Backend) GenerateKey(ctx context.Context, req backends.GenerateRequest)
 	if ok, err := b.exists(ctx, "generate", req.Name); err != nil {
 		return backends.KeyInfo{}, err
 	} else if ok {
-		return backends.KeyInfo{}, b.err("generate", req.Name, errors.New("a transit key of that name already exists"))
+		return backends.KeyInfo{}, b.err("generate", req.Name, fmt.Errorf("%w: a transit key of that name is already there", backends.ErrExists))
 	}
 	if _, err := b.do(ctx, "generate", req.Name, http.MethodPost, b.mount+"/keys/"+req.Name, map[string]any{"type": typ}); err != nil {
 		return backends.KeyInfo{}, err
@@ -107,6 +107,13 @@ func (b *Backend) ImportKey(ctx context.Context, req backends.ImportRequest) (ba
 	if len(req.Chain) > 0 && !publicKeyMatches(req.Chain[0], &req.Key.PublicKey) {
 		return backends.KeyInfo{}, b.err("import", req.Name, errors.New("the certificate does not belong to the private key"))
 	}
+	// Vault refuses to import over an existing key, with a 400 that
+	// says little: ask first, so that a taken name is ErrExists.
+	if ok, err := b.exists(ctx, "import", req.Name); err != nil {
+		return backends.KeyInfo{}, err
+	} else if ok {
+		return backends.KeyInfo{}, b.err("import", req.Name, fmt.Errorf("%w: a transit key of that name is already there", backends.ErrExists))
+	}
 	wk, err := b.wrappingKey(ctx)
 	if err != nil {
 		return backends.KeyInfo{}, err
@@ -133,18 +140,28 @@ func (b *Backend) wrappingKey(ctx context.Context) (*rsa.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, _ := sec.Data["public_key"].(string)
+	pub, err := parseWrappingKey(sec.Data)
+	if err != nil {
+		return nil, b.err("import", "", err)
+	}
+	return pub, nil
+}
+
+// parseWrappingKey decodes the data of a transit/wrapping_key answer: a PEM
+// RSA-4096 public key.
+func parseWrappingKey(data map[string]any) (*rsa.PublicKey, error) {
+	s, _ := data["public_key"].(string)
 	blk, _ := pem.Decode([]byte(s))
 	if blk == nil {
-		return nil, b.err("import", "", errors.New("vault returned no wrapping key"))
+		return nil, errors.New("vault returned no wrapping key")
 	}
 	pk, err := x509.ParsePKIXPublicKey(blk.Bytes)
 	if err != nil {
-		return nil, b.err("import", "", fmt.Errorf("wrapping key: %v", err))
+		return nil, fmt.Errorf("wrapping key: %v", err)
 	}
 	pub, ok := pk.(*rsa.PublicKey)
 	if !ok || pub.N.BitLen() != 4096 {
-		return nil, b.err("import", "", errors.New("wrapping key is not RSA-4096"))
+		return nil, errors.New("wrapping key is not RSA-4096")
 	}
 	return pub, nil
 }

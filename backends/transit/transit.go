@@ -67,6 +67,7 @@ type Options struct {
 type Backend struct {
 	name       string
 	log        *slog.Logger
+	namespace  string
 	mount      string
 	client     *api.Client
 	transport  *http.Transport
@@ -200,6 +201,7 @@ func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error
 	b := &Backend{
 		name:       name,
 		log:        in.Log(),
+		namespace:  o.Namespace,
 		mount:      o.Mount,
 		client:     client,
 		transport:  transport,

@@ -60,50 +60,12 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("-cipher: %w", err)
 	}
-	transport := envelope.RSAPKCS1v15
-	switch *oaep {
-	case "":
-	case "sha1":
-		transport = envelope.RSAOAEPSHA1
-	case "sha256":
-		transport = envelope.RSAOAEPSHA256
-	default:
-		return fmt.Errorf("-oaep %q: use sha1 or sha256", *oaep)
-	}
 	if *header != "" && c.IsGCM() {
 		return errors.New("-header works with CBC ciphers only: a GCM tag cannot live in a header-only envelope")
 	}
-
-	policy := &pki.Policy{Now: time.Now}
-	if len(cas) > 0 {
-		policy.Roots = x509.NewCertPool()
-		for _, p := range cas {
-			cs, err := pki.LoadCertificates(p)
-			if err != nil {
-				return fmt.Errorf("-ca %s: %w", p, err)
-			}
-			for _, ca := range cs {
-				policy.Roots.AddCert(ca)
-			}
-		}
-	}
-	var recips []envelope.Recipient
-	for _, p := range certs {
-		chain, err := pki.LoadCertificates(p)
-		if err != nil {
-			return fmt.Errorf("-cert %s: %w", p, err)
-		}
-		p1 := *policy // a chain file's intermediates apply to its own leaf only
-		if len(chain) > 1 {
-			p1.Intermediates = x509.NewCertPool()
-			for _, ic := range chain[1:] {
-				p1.Intermediates.AddCert(ic)
-			}
-		}
-		if err := p1.CheckEncrypt(chain); err != nil {
-			return fmt.Errorf("-cert %s: %w", p, err)
-		}
-		recips = append(recips, envelope.Recipient{Certificate: chain[0], UseKeyID: *keyid, Transport: transport})
+	recips, err := loadRecipients(certs, cas, *oaep, *keyid)
+	if err != nil {
+		return err
 	}
 
 	src, err := openIn(env, *in)
@@ -162,6 +124,56 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	return dst.commit()
+}
+
+// loadRecipients loads recipient certificates (-cert, each file a leaf and
+// optionally its chain) and checks them against the encryption policy and
+// the -ca roots; oaep is "", "sha1" or "sha256"; keyid names recipients by
+// subject key identifier.
+func loadRecipients(certs, cas []string, oaep string, keyid bool) ([]envelope.Recipient, error) {
+	transport := envelope.RSAPKCS1v15
+	switch oaep {
+	case "":
+	case "sha1":
+		transport = envelope.RSAOAEPSHA1
+	case "sha256":
+		transport = envelope.RSAOAEPSHA256
+	default:
+		return nil, fmt.Errorf("-oaep %q: use sha1 or sha256", oaep)
+	}
+
+	policy := &pki.Policy{Now: time.Now}
+	if len(cas) > 0 {
+		policy.Roots = x509.NewCertPool()
+		for _, p := range cas {
+			cs, err := pki.LoadCertificates(p)
+			if err != nil {
+				return nil, fmt.Errorf("-ca %s: %w", p, err)
+			}
+			for _, ca := range cs {
+				policy.Roots.AddCert(ca)
+			}
+		}
+	}
+	var recips []envelope.Recipient
+	for _, p := range certs {
+		chain, err := pki.LoadCertificates(p)
+		if err != nil {
+			return nil, fmt.Errorf("-cert %s: %w", p, err)
+		}
+		p1 := *policy // a chain file's intermediates apply to its own leaf only
+		if len(chain) > 1 {
+			p1.Intermediates = x509.NewCertPool()
+			for _, ic := range chain[1:] {
+				p1.Intermediates.AddCert(ic)
+			}
+		}
+		if err := p1.CheckEncrypt(chain); err != nil {
+			return nil, fmt.Errorf("-cert %s: %w", p, err)
+		}
+		recips = append(recips, envelope.Recipient{Certificate: chain[0], UseKeyID: keyid, Transport: transport})
+	}
+	return recips, nil
 }
 
 // copyClose copies src into w and closes w, reporting the first error with

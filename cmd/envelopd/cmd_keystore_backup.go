@@ -22,7 +22,7 @@ func ksSetCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	alias := f.fs.String("alias", "", "entry `NAME` (required)")
 	certPath := f.fs.String("cert", "", "certificate `FILE` of the entry's key (PEM or DER; further certificates in it form its chain) (required)")
 	chainPath := f.fs.String("chain", "", "CA certificates `FILE` appended to the chain")
-	keep := f.fs.Bool("keep-current", false, "add the certificate for decryption only; the current certificate stays the one encryption uses")
+	keep := f.fs.Bool("keep-current", false, "add the certificate for decryption only; the current certificate stays the one encryption uses (implied for an expired certificate while the current one is valid)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -98,6 +98,14 @@ func setCertificate(ctx context.Context, env *cliEnv, ks *file.Keystore, alias, 
 		return fmt.Errorf("%s holds %d certificates of the key of entry %q; give them one at a time", certPath, len(leaves), alias)
 	}
 	leaf := leaves[0]
+	// An expired certificate (last year's, added so that last year's
+	// recordings find the key) does not displace a current one that is
+	// still valid: encryption could no longer use the entry.
+	now := time.Now()
+	expiredOnly := false
+	if cur := e.Certificate(); !keepCurrent && cur != nil && now.After(leaf.NotAfter) && !now.After(cur.NotAfter) && !cur.Equal(leaf) {
+		keepCurrent, expiredOnly = true, true
+	}
 	ne, changed, err := ks.SetCertificate(ctx, alias, append([]*x509.Certificate{leaf}, rest...), keepCurrent)
 	if err != nil {
 		return err
@@ -108,10 +116,13 @@ func setCertificate(ctx context.Context, env *cliEnv, ks *file.Keystore, alias, 
 		fmt.Fprintf(env.stdout, "%q already holds %s; nothing changed\n", alias, desc)
 	case ne.Certificate().Equal(leaf):
 		fmt.Fprintf(env.stdout, "set %s as the current certificate of %q (%d certificate(s); the others still decrypt)\n", desc, alias, len(ne.Chains))
+	case expiredOnly:
+		fmt.Fprintf(env.stdout, "added %s to %q for decryption: it has expired, so the current certificate, valid until %s, stays current (%d certificate(s))\n",
+			desc, alias, ne.Certificate().NotAfter.UTC().Format(time.DateOnly), len(ne.Chains))
+		return nil
 	default:
 		fmt.Fprintf(env.stdout, "added %s to %q for decryption (%d certificate(s); the current one is unchanged)\n", desc, alias, len(ne.Chains))
 	}
-	now := time.Now()
 	switch {
 	case now.After(leaf.NotAfter):
 		fmt.Fprintf(env.stderr, "envelopd: note: the certificate expired on %s: it names the key for decryption, but encryption will not use it\n", leaf.NotAfter.UTC().Format(time.DateOnly))

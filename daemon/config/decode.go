@@ -43,6 +43,15 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 	if err != nil {
 		return nil, nil, decodeError(filename, data, err)
 	}
+	// The stream quotas default to a share of max_streams (see Validate).
+	for _, k := range []struct {
+		name string
+		v    *int
+	}{{"max_streams_per_client", &raw.Limits.MaxStreamsPerClient}, {"max_streams_per_tenant", &raw.Limits.MaxStreamsPerTenant}} {
+		if !md.IsDefined("limits", k.name) {
+			*k.v = 0
+		}
+	}
 	src := &source{file: filename, md: md, pos: scanPositions(string(data))}
 	c := &Config{
 		Server:   raw.Server,

@@ -57,6 +57,35 @@ func TestExampleBackendOptions(t *testing.T) {
 	}
 }
 
+// TestExamplePlaybackOptions: every option of [storage.NAME] and
+// [playback] is documented in config.example.toml, which parses.
+func TestExamplePlaybackOptions(t *testing.T) {
+	raw, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	t.Setenv("ENVELOPD_PLAYER_TOKEN", "0123456789abcdef0123456789abcdef")
+	c, err := config.Parse([]byte(config.UncommentBackendsForTest(doc)), "uncommented.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Storage["recordings"] == nil || c.Storage["archive"] == nil || c.Tenant("acme").Storage != "recordings" {
+		t.Fatal("the example's storage sections did not parse")
+	}
+	for _, typ := range []reflect.Type{reflect.TypeOf(config.Storage{}), reflect.TypeOf(config.Playback{})} {
+		for i := range typ.NumField() {
+			tag, _, _ := strings.Cut(typ.Field(i).Tag.Get("toml"), ",")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			if !strings.Contains(doc, "\n"+tag+" = ") {
+				t.Errorf("option %s of %s is not documented in config.example.toml", tag, typ.Name())
+			}
+		}
+	}
+}
+
 // sectionOf returns the example's text for [backends.name], commented or not.
 func sectionOf(doc, name string) string {
 	i := strings.Index(doc, "[backends."+name+"]")

@@ -8,10 +8,13 @@
 package atomicfile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 )
 
@@ -20,6 +23,8 @@ type File struct {
 	*os.File
 	path string
 	done bool
+	root *os.Root // CreateIn: names are relative to root
+	tmp  string   // CreateIn: the temporary name in root
 }
 
 // Create starts writing path with permissions perm (applied to the temporary
@@ -56,6 +61,9 @@ func (f *File) Commit() error {
 		return errors.New("atomicfile: already committed or aborted")
 	}
 	f.done = true
+	if f.root != nil {
+		return f.commitIn()
+	}
 	tmp := f.File.Name()
 	if err := f.File.Sync(); err != nil {
 		f.File.Close()
@@ -80,7 +88,68 @@ func (f *File) Abort() {
 	}
 	f.done = true
 	f.File.Close()
+	if f.root != nil {
+		f.root.Remove(f.tmp)
+		return
+	}
 	os.Remove(f.File.Name())
+}
+
+// CreateIn is Create for name inside root (slash-separated, relative):
+// every step stays inside root (os.Root), so that names from an untrusted
+// source (an archive) cannot write elsewhere, not even through a symbolic
+// link planted in the tree. Parent directories are not created. Path
+// returns name.
+func CreateIn(root *os.Root, name string, perm fs.FileMode) (*File, error) {
+	if st, err := root.Stat(name); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("atomicfile: %s is not a regular file", name)
+	}
+	dir, base := path.Split(name)
+	var b [8]byte
+	for range 100 {
+		rand.Read(b[:])
+		tmp := dir + "." + base + ".tmp-" + hex.EncodeToString(b[:])
+		f, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := f.Chmod(perm); err != nil {
+			f.Close()
+			root.Remove(tmp)
+			return nil, err
+		}
+		return &File{File: f, path: name, root: root, tmp: tmp}, nil
+	}
+	return nil, fmt.Errorf("atomicfile: cannot create a temporary file for %s", name)
+}
+
+func (f *File) commitIn() error {
+	if err := f.File.Sync(); err != nil {
+		f.File.Close()
+		f.root.Remove(f.tmp)
+		return err
+	}
+	if err := f.File.Close(); err != nil {
+		f.root.Remove(f.tmp)
+		return err
+	}
+	if err := f.root.Rename(f.tmp, f.path); err != nil {
+		f.root.Remove(f.tmp)
+		return err
+	}
+	dir := path.Dir(f.path)
+	d, err := f.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // SyncDir fsyncs a directory so a rename in it is durable.

@@ -23,7 +23,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	if !bytes.Contains(data, []byte("-----BEGIN")) {
 		certs, err := x509.ParseCertificates(data)
 		if err != nil {
-			if _, kerr := parseKeyDER(data, nil); kerr == nil || isKeyError(kerr) {
+			if _, kerr := parseKeyDER(data, nil, UntrustedKDF); kerr == nil || isKeyError(kerr) {
 				return nil, fmt.Errorf("%w: the input is a private key, not a certificate", ErrNoCertificate)
 			}
 			return nil, fmt.Errorf("pki: neither PEM nor a DER certificate: %w", err)

@@ -28,12 +28,24 @@ type PasswordFunc func() ([]byte, error)
 // DER. password is called only for an encrypted key; it may be nil, and then
 // an encrypted key gives ErrPasswordRequired. See the package documentation
 // for the formats and errors.
+//
+// The cost of deriving the key of an encrypted key is held to UntrustedKDF
+// (ErrKeyDerivationCost beyond it): ParsePrivateKey is for keys from
+// untrusted sources, such as an upload. LoadPrivateKey, for files the
+// operator names, allows LocalKDF; ParsePrivateKeyWithLimits takes the
+// limits.
 func ParsePrivateKey(data []byte, password PasswordFunc) (*rsa.PrivateKey, error) {
+	return ParsePrivateKeyWithLimits(data, password, UntrustedKDF)
+}
+
+// ParsePrivateKeyWithLimits is ParsePrivateKey with the given limits on
+// the cost of key derivation.
+func ParsePrivateKeyWithLimits(data []byte, password PasswordFunc, limits KDFLimits) (*rsa.PrivateKey, error) {
 	if !bytes.Contains(data, []byte("-----BEGIN")) {
 		if len(bytes.TrimSpace(data)) == 0 {
 			return nil, fmt.Errorf("%w: the input is empty", ErrNoKey)
 		}
-		return parseKeyDER(data, password)
+		return parseKeyDER(data, password, limits)
 	}
 	var (
 		key   *pem.Block
@@ -78,7 +90,7 @@ func ParsePrivateKey(data []byte, password PasswordFunc) (*rsa.PrivateKey, error
 	case "PRIVATE KEY":
 		return parsePKCS8(key.Bytes, false)
 	case "ENCRYPTED PRIVATE KEY":
-		return parseEncrypted(key.Bytes, password)
+		return parseEncrypted(key.Bytes, password, limits)
 	case "EC PRIVATE KEY":
 		return nil, fmt.Errorf("%w: the key is an EC key", ErrNotRSA)
 	case "DSA PRIVATE KEY":
@@ -92,7 +104,8 @@ func ParsePrivateKey(data []byte, password PasswordFunc) (*rsa.PrivateKey, error
 // names the password of an encrypted key as an internal/secret reference
 // (env:NAME, file:PATH or pass:VALUE); it is resolved only if the key is
 // encrypted. An empty passSpec with an encrypted key gives
-// ErrPasswordRequired. Errors name the path.
+// ErrPasswordRequired. Errors name the path. Key derivation is held to
+// LocalKDF: the operator chose the file.
 func LoadPrivateKey(path, passSpec string) (*rsa.PrivateKey, error) {
 	data, err := readFile(path)
 	if err != nil {
@@ -109,7 +122,7 @@ func LoadPrivateKey(path, passSpec string) (*rsa.PrivateKey, error) {
 			return resolved, err
 		}
 	}
-	k, err := ParsePrivateKey(data, pw)
+	k, err := ParsePrivateKeyWithLimits(data, pw, LocalKDF)
 	clear(resolved)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -134,10 +147,10 @@ func readFile(path string) ([]byte, error) {
 }
 
 // parseKeyDER recognises a DER private key by its structure.
-func parseKeyDER(der []byte, password PasswordFunc) (*rsa.PrivateKey, error) {
+func parseKeyDER(der []byte, password PasswordFunc, limits KDFLimits) (*rsa.PrivateKey, error) {
 	var epki encryptedPrivateKeyInfo
 	if rest, err := asn1.Unmarshal(der, &epki); err == nil && len(rest) == 0 {
-		return parseEncrypted(der, password)
+		return parseEncrypted(der, password, limits)
 	}
 	var head pkcs8Head
 	if rest, err := asn1.Unmarshal(der, &head); err == nil && len(rest) == 0 {

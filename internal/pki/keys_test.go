@@ -2,6 +2,8 @@ package pki
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
@@ -14,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/envelopd/envelopd/internal/testenv"
+	"golang.org/x/crypto/scrypt"
 )
 
 const testPW = "correct horse"
@@ -296,7 +299,7 @@ func TestEncryptedLimitsAndDamage(t *testing.T) {
 		f    func(*pbes2Params, *pbkdf2Params, *[]byte)
 		want error
 	}{
-		{"iterations above limit", func(_ *pbes2Params, k *pbkdf2Params, _ *[]byte) { k.IterationCount = MaxIterations + 1 }, ErrUnsupportedKeyFormat},
+		{"iterations above limit", func(_ *pbes2Params, k *pbkdf2Params, _ *[]byte) { k.IterationCount = UntrustedKDF.MaxIterations + 1 }, ErrKeyDerivationCost},
 		{"zero iterations", func(_ *pbes2Params, k *pbkdf2Params, _ *[]byte) { k.IterationCount = 0 }, ErrMalformedKey},
 		{"key length mismatch", func(_ *pbes2Params, k *pbkdf2Params, _ *[]byte) { k.KeyLength = 16 }, ErrMalformedKey},
 		{"unknown PRF", func(_ *pbes2Params, k *pbkdf2Params, _ *[]byte) { k.PRF.Algorithm = asn1.ObjectIdentifier{1, 2, 3} }, ErrUnsupportedKeyFormat},
@@ -417,6 +420,41 @@ func writeTemp(t *testing.T, data []byte) string {
 	return p
 }
 
+// fuzzKDF keeps fuzzing fast: a mutated iteration count must not cost
+// seconds per input.
+var fuzzKDF = KDFLimits{MaxIterations: 5000, MaxScryptMemory: 1 << 20, MaxScryptWork: 2 << 20}
+
+// encryptScryptDER encrypts key as PBES2 with scrypt (small parameters)
+// and AES-128-CBC, for seeds that reach the scrypt derivation.
+func encryptScryptDER(t testing.TB, key *rsa.PrivateKey, password string) []byte {
+	plain, _ := x509.MarshalPKCS8PrivateKey(key)
+	salt, iv := []byte("0123456789abcdef"), []byte("fedcba9876543210")
+	dk, err := scrypt.Key([]byte(password), salt, 16, 8, 1, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := aes.NewCipher(dk)
+	n := 16 - len(plain)%16
+	padded := append(plain, bytes.Repeat([]byte{byte(n)}, n)...)
+	cipher.NewCBCEncrypter(block, iv).CryptBlocks(padded, padded)
+	kdf, _ := asn1.Marshal(scryptParams{Salt: salt, CostParameter: 16, BlockSize: 8, ParallelizationParameter: 1})
+	ivb, _ := asn1.Marshal(iv)
+	p2, _ := asn1.Marshal(pbes2Params{
+		KeyDerivationFunc: algorithmIdentifier{Algorithm: oidScrypt, Parameters: asn1.RawValue{FullBytes: kdf}},
+		EncryptionScheme:  algorithmIdentifier{Algorithm: oidAES128CBC, Parameters: asn1.RawValue{FullBytes: ivb}},
+	})
+	der, err := asn1.Marshal(encryptedPrivateKeyInfo{Algorithm: algorithmIdentifier{Algorithm: oidPBES2, Parameters: asn1.RawValue{FullBytes: p2}}, EncryptedData: padded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// FuzzParsePrivateKey: any input gives a key or an error wrapping one of
+// the package's sentinels, never both, never the password in the error; a
+// key that parses marshals and parses back to the same key; the key
+// derivation limits hold (a refused derivation never asks for the
+// password).
 func FuzzParsePrivateKey(f *testing.F) {
 	key := testenv.RSAKey(f, "pki-small", 1024)
 	p1 := x509.MarshalPKCS1PrivateKey(key)
@@ -427,20 +465,43 @@ func FuzzParsePrivateKey(f *testing.F) {
 	f.Add(p8)
 	f.Add(b.Bytes)
 	f.Add(enc)
+	f.Add(encryptScryptDER(f, key, testPW))
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: encryptScryptDER(f, key, testPW)}))
 	f.Add(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: p1}))
 	f.Add(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}))
 	f.Add(testenv.NewCert(f, "fuzz", &testenv.CertOptions{Key: key}).CertPEM)
 	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n"))
+	sentinels := []error{ErrPasswordRequired, ErrWrongPassword, ErrNotRSA, ErrUnsupportedKeyFormat, ErrMalformedKey, ErrNoKey}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		k, err := ParsePrivateKey(data, pw(testPW))
+		asked := false
+		k, err := ParsePrivateKeyWithLimits(data, func() ([]byte, error) { asked = true; return []byte(testPW), nil }, fuzzKDF)
 		if err == nil && k == nil {
 			t.Fatal("nil key without error")
 		}
 		if err != nil && k != nil {
 			t.Fatal("key with error")
 		}
-		if err != nil && strings.Contains(err.Error(), testPW) {
-			t.Fatal("error contains the password")
+		if err != nil {
+			if strings.Contains(err.Error(), testPW) {
+				t.Fatal("error contains the password")
+			}
+			if errors.Is(err, ErrKeyDerivationCost) && asked {
+				t.Fatal("password asked for although the derivation is refused")
+			}
+			for _, s := range sentinels {
+				if errors.Is(err, s) {
+					return
+				}
+			}
+			t.Fatalf("error outside the sentinels: %v", err)
+		}
+		out, err := MarshalPKCS8PEM(k)
+		if err != nil {
+			t.Fatalf("a parsed key does not marshal: %v", err)
+		}
+		again, err := ParsePrivateKey(out, nil)
+		if err != nil || !again.Equal(k) {
+			t.Fatalf("marshal/parse round trip: %v", err)
 		}
 	})
 }

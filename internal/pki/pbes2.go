@@ -28,12 +28,40 @@ import (
 // too low for this; any openssl version reads the result.
 const DefaultIterations = 600_000
 
-// MaxIterations is the largest PBKDF2 iteration count ParsePrivateKey
-// accepts, so that a hostile file cannot make it spin for hours.
+// MaxIterations is the largest PBKDF2 iteration count LocalKDF allows (key
+// files the operator names), so that a hostile file cannot make the
+// process spin for hours.
 const MaxIterations = 10_000_000
 
-// maxScryptMemory bounds scrypt's 128·N·r + 128·r·p bytes.
+// maxScryptMemory bounds scrypt's 128·N·r bytes for local files.
 const maxScryptMemory = 256 << 20
+
+// KDFLimits bound what deriving the key of an encrypted PKCS#8 key from its
+// password may cost. The parameters are chosen by whoever wrote the key, so
+// a key from an untrusted source can ask for minutes of CPU or GiBs of
+// memory; beyond the limits parsing fails with ErrKeyDerivationCost before
+// any derivation starts.
+type KDFLimits struct {
+	// MaxIterations bounds the PBKDF2 iteration count.
+	MaxIterations int
+	// MaxScryptMemory bounds scrypt's memory, 128·N·r bytes.
+	MaxScryptMemory int64
+	// MaxScryptWork bounds scrypt's work, 128·N·r·p bytes mixed (p runs
+	// of the memory-hard function, one after the other).
+	MaxScryptWork int64
+}
+
+var (
+	// UntrustedKDF are the limits of ParsePrivateKey, which the daemon uses
+	// for keys uploaded over its API: 1,000,000 PBKDF2 iterations (our own
+	// export uses 600,000, openssl 2,048 by default) and scrypt of 32 MiB
+	// (openssl -scrypt uses 16 MiB), 64 MiB of work.
+	UntrustedKDF = KDFLimits{MaxIterations: 1_000_000, MaxScryptMemory: 32 << 20, MaxScryptWork: 64 << 20}
+	// LocalKDF are the limits of LoadPrivateKey, for key files the operator
+	// names on the command line: MaxIterations, scrypt of 256 MiB and 2 GiB
+	// of work. A key beyond UntrustedKDF can be imported this way.
+	LocalKDF = KDFLimits{MaxIterations: MaxIterations, MaxScryptMemory: maxScryptMemory, MaxScryptWork: 2 << 30}
+)
 
 // EncryptedPrivateKeyInfo (RFC 5208 §6).
 type encryptedPrivateKeyInfo struct {
@@ -101,12 +129,14 @@ var ciphers = []struct {
 	{oidDESEDE3CBC, 24, des.BlockSize, des.NewTripleDESCipher},
 }
 
+const costHint = "re-encrypt it with cheaper parameters (openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 600000), or import it from a local file with the envelopd command"
+
 const convertHint = "re-encrypt it with: openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD.key -out NEW.key"
 
 // parseEncrypted decrypts an EncryptedPrivateKeyInfo. Damage to the
 // container gives ErrMalformedKey; a CBC padding or inner PKCS#8 structure
 // failure after decryption gives ErrWrongPassword.
-func parseEncrypted(der []byte, password PasswordFunc) (*rsa.PrivateKey, error) {
+func parseEncrypted(der []byte, password PasswordFunc, limits KDFLimits) (*rsa.PrivateKey, error) {
 	malformed := func(what string, err error) error {
 		if err != nil {
 			return fmt.Errorf("%w: encrypted PKCS#8 %s: %v", ErrMalformedKey, what, err)
@@ -152,7 +182,7 @@ func parseEncrypted(der []byte, password PasswordFunc) (*rsa.PrivateKey, error) 
 
 	// Check the framing before asking for a password: these are damage,
 	// not a wrong password.
-	kdf, err := parseKDF(params.KeyDerivationFunc, keyLen)
+	kdf, err := parseKDF(params.KeyDerivationFunc, keyLen, limits)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +223,7 @@ func parseEncrypted(der []byte, password PasswordFunc) (*rsa.PrivateKey, error) 
 }
 
 // parseKDF checks the key derivation parameters and returns the derivation.
-func parseKDF(ai algorithmIdentifier, keyLen int) (func(pw []byte) ([]byte, error), error) {
+func parseKDF(ai algorithmIdentifier, keyLen int, limits KDFLimits) (func(pw []byte) ([]byte, error), error) {
 	malformed := func(err error) error {
 		return fmt.Errorf("%w: encrypted PKCS#8 key derivation parameters: %v", ErrMalformedKey, err)
 	}
@@ -215,8 +245,8 @@ func parseKDF(ai algorithmIdentifier, keyLen int) (func(pw []byte) ([]byte, erro
 		if p.IterationCount < 1 {
 			return nil, malformed(fmt.Errorf("iteration count %d", p.IterationCount))
 		}
-		if p.IterationCount > MaxIterations {
-			return nil, fmt.Errorf("%w: PBKDF2 iteration count %d is above the limit of %d", ErrUnsupportedKeyFormat, p.IterationCount, MaxIterations)
+		if p.IterationCount > limits.MaxIterations {
+			return nil, fmt.Errorf("%w: PBKDF2 iteration count %d is above the limit of %d; %s", ErrKeyDerivationCost, p.IterationCount, limits.MaxIterations, costHint)
 		}
 		h := sha1.New // DEFAULT algid-hmacWithSHA1
 		if len(p.PRF.Algorithm) > 0 {
@@ -245,8 +275,11 @@ func parseKDF(ai algorithmIdentifier, keyLen int) (func(pw []byte) ([]byte, erro
 		if n <= 1 || n&(n-1) != 0 || r < 1 || par < 1 {
 			return nil, malformed(fmt.Errorf("scrypt N=%d r=%d p=%d", n, r, par))
 		}
-		if uint64(n) > maxScryptMemory/128/uint64(r) || uint64(r)*uint64(par) > maxScryptMemory/128 || par > 64 {
-			return nil, fmt.Errorf("%w: scrypt cost N=%d r=%d p=%d is above the limit of %d MiB of memory", ErrUnsupportedKeyFormat, n, r, par, maxScryptMemory>>20)
+		// 128·r·p bytes of buffer as well as 128·N·r: bound both, and the
+		// work, without overflowing.
+		mem, work := uint64(limits.MaxScryptMemory), uint64(limits.MaxScryptWork)
+		if uint64(n) > mem/128/uint64(r) || uint64(par) > mem/128/uint64(r) || uint64(par) > work/128/uint64(r)/uint64(n) {
+			return nil, fmt.Errorf("%w: scrypt N=%d r=%d p=%d is above the limit of %d MiB of memory and %d MiB of work; %s", ErrKeyDerivationCost, n, r, par, limits.MaxScryptMemory>>20, limits.MaxScryptWork>>20, costHint)
 		}
 		return func(pw []byte) ([]byte, error) {
 			return scrypt.Key(pw, p.Salt, n, r, par, keyLen)

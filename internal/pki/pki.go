@@ -64,8 +64,13 @@
 //
 // Only RSA keys are supported (CMS key transport as envelopd uses it). Key
 // files larger than MaxFileSize are refused. PKCS#12 files are not read
-// here. Iteration counts and scrypt costs are capped (MaxIterations,
-// maxScryptMemory) so that a hostile key file cannot stall the process.
+// here. The cost of key derivation is capped, before any derivation starts,
+// so that a hostile key cannot stall the process: ParsePrivateKey (keys
+// from untrusted sources, such as the daemon's certificate upload) allows
+// UntrustedKDF, 1,000,000 PBKDF2 iterations and scrypt of 32 MiB (64 MiB of
+// work); LoadPrivateKey (files the operator names) allows LocalKDF,
+// 10,000,000 iterations and scrypt of 256 MiB (2 GiB of work). Beyond them
+// the error is ErrKeyDerivationCost.
 //
 // # Security
 //
@@ -76,7 +81,10 @@
 // derivation, as a right one does.
 package pki
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned (wrapped) by the key functions. Test them with errors.Is.
 var (
@@ -97,6 +105,10 @@ var (
 	ErrNoKey = errors.New("pki: no private key found")
 	// ErrNoCertificate: the input holds no certificate.
 	ErrNoCertificate = errors.New("pki: no certificate found")
+	// ErrKeyDerivationCost: an encrypted key asks for a costlier key
+	// derivation (PBKDF2 iterations, scrypt memory or work) than the
+	// KDFLimits in force allow. It is also an ErrUnsupportedKeyFormat.
+	ErrKeyDerivationCost = fmt.Errorf("%w: its password-based key derivation is costlier than allowed", ErrUnsupportedKeyFormat)
 	// ErrKeyMismatch: a private key does not belong to a certificate.
 	ErrKeyMismatch = errors.New("pki: the private key does not match the certificate")
 )

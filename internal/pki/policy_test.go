@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -220,24 +221,102 @@ func TestParseCertificates(t *testing.T) {
 	}
 }
 
+// FuzzParseCertificates: ParseCertificates agrees with crypto/x509: DER
+// input gives exactly what x509.ParseCertificates gives, PEM input exactly
+// the certificates of its CERTIFICATE blocks in order (failing when one of
+// them does not parse), the result re-encodes as a PEM bundle and as
+// concatenated DER that parse to the same certificates, errors are the
+// package's, and the policy never panics on what parses.
 func FuzzParseCertificates(f *testing.F) {
 	a := testenv.NewCert(f, "fuzz cert", &testenv.CertOptions{Key: testenv.RSAKey(f, "pki-small", 1024)})
+	b := testenv.NewCert(f, "fuzz leaf", &testenv.CertOptions{Key: testenv.RSAKey(f, "pki-small", 1024), Issuer: a})
 	f.Add(a.CertPEM)
 	f.Add(a.Cert.Raw)
 	f.Add(a.KeyPEM)
 	f.Add(append(append([]byte(nil), a.CertPEM...), a.KeyPEM...))
+	f.Add(append(append([]byte(nil), b.CertPEM...), a.CertPEM...))
+	f.Add(append(append([]byte(nil), b.Cert.Raw...), a.Cert.Raw...))
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "X509 CERTIFICATE", Bytes: a.Cert.Raw}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		certs, err := ParseCertificates(data)
 		if err == nil && len(certs) == 0 {
 			t.Fatal("no certificates and no error")
 		}
-		if err == nil {
-			// The policy must not panic on anything that parses.
-			var p Policy
-			_ = p.CheckImport(certs)
-			_ = p.CheckEncrypt(certs)
-			_ = p.CheckDecrypt(certs[0])
-			_ = p.ImportWarnings(certs)
+		if err != nil && !strings.HasPrefix(err.Error(), "pki: ") {
+			t.Fatalf("error without the package prefix: %v", err)
 		}
+		// What crypto/x509 says about the same input.
+		var want []*x509.Certificate
+		var wantErr error
+		if !bytes.Contains(data, []byte("-----BEGIN")) {
+			want, wantErr = x509.ParseCertificates(data)
+			if wantErr == nil && len(want) == 0 {
+				wantErr = ErrNoCertificate
+			}
+		} else {
+			for rest := data; ; {
+				blk, r := pem.Decode(rest)
+				if blk == nil {
+					break
+				}
+				rest = r
+				if blk.Type != "CERTIFICATE" && blk.Type != "X509 CERTIFICATE" {
+					continue
+				}
+				c, err := x509.ParseCertificate(blk.Bytes)
+				if err != nil {
+					wantErr = err
+					break
+				}
+				want = append(want, c)
+			}
+			if wantErr == nil && len(want) == 0 {
+				wantErr = ErrNoCertificate
+			}
+		}
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("ParseCertificates: %v; crypto/x509: %v", err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		sameCerts(t, "crypto/x509", certs, want)
+
+		var bundle, der []byte
+		for _, c := range certs {
+			bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+			der = append(der, c.Raw...)
+		}
+		again, err := ParseCertificates(bundle)
+		if err != nil {
+			t.Fatalf("PEM bundle of parsed certificates: %v", err)
+		}
+		sameCerts(t, "PEM round trip", again, certs)
+		if !bytes.Contains(der, []byte("-----BEGIN")) {
+			again, err := ParseCertificates(der)
+			if err != nil {
+				t.Fatalf("DER of parsed certificates: %v", err)
+			}
+			sameCerts(t, "DER round trip", again, certs)
+		}
+
+		// The policy must not panic on anything that parses.
+		var p Policy
+		_ = p.CheckImport(certs)
+		_ = p.CheckEncrypt(certs)
+		_ = p.CheckDecrypt(certs[0])
+		_ = p.ImportWarnings(certs)
 	})
+}
+
+func sameCerts(t *testing.T, what string, got, want []*x509.Certificate) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d certificates, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if !got[i].Equal(want[i]) {
+			t.Fatalf("%s: certificate %d differs", what, i)
+		}
+	}
 }
