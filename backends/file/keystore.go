@@ -121,7 +121,10 @@ type options struct {
 	kdf         KDFParams
 	lockTimeout time.Duration
 	name        string // the instance name, for errors
-	now         func() time.Time
+	// wrapWrite wraps the writer of the temporary file; only tests set it
+	// (export_test.go), to inject write faults.
+	wrapWrite func(io.Writer) io.Writer
+	now       func() time.Time
 }
 
 // WithKDF sets the argon2id parameters of a new keystore (Create only;
@@ -440,10 +443,6 @@ func sortedAliases(m map[string]*entry) []string {
 	return s
 }
 
-// testHookWriter, when set, wraps the writer of the temporary file: tests
-// inject write faults through it.
-var testHookWriter func(w io.Writer) io.Writer
-
 // write seals entries under dk and atomically replaces the file. Callers
 // hold the file lock.
 func (ks *Keystore) write(dk *derived, entries map[string]*entry) error {
@@ -462,8 +461,8 @@ func (ks *Keystore) write(dk *derived, entries map[string]*entry) error {
 	}
 	defer f.Abort()
 	var w io.Writer = f
-	if testHookWriter != nil {
-		w = testHookWriter(w)
+	if ks.opts.wrapWrite != nil {
+		w = ks.opts.wrapWrite(w)
 	}
 	if _, err := w.Write(data); err != nil {
 		return ks.errorf("cannot write: %w", err)
