@@ -209,8 +209,6 @@ func (b *Backend) isClosed() bool {
 	return b.closed
 }
 
-var errClosed = fmt.Errorf("%w", backends.ErrClosed)
-
 // slotLocked returns the slot of the configured token, resolving it again
 // after a module re-initialisation (slot numbers may change when a token is
 // removed and inserted). The caller holds b.mod.mu for reading.
@@ -318,7 +316,7 @@ func (p *pool) acquire(ctx context.Context) error {
 	case p.sem <- struct{}{}:
 		return nil
 	case <-p.done:
-		return errClosed
+		return backends.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
@@ -440,7 +438,7 @@ func (b *Backend) login(c *pkcs11.Ctx, h pkcs11.SessionHandle) error {
 		return pinErr
 	}
 	if pin == nil {
-		return errClosed
+		return backends.ErrClosed
 	}
 	// Another goroutine may have logged in while we waited.
 	if info, err := c.GetSessionInfo(h); err == nil && !public(info) {
@@ -475,14 +473,14 @@ func (b *Backend) withSession(ctx context.Context, fn func(c *pkcs11.Ctx, s *ses
 			return err
 		}
 		if b.isClosed() {
-			return errClosed
+			return backends.ErrClosed
 		}
 		if err := b.pool.acquire(ctx); err != nil {
 			return err
 		}
 		if b.isClosed() {
 			b.pool.releaseSlot()
-			return errClosed
+			return backends.ErrClosed
 		}
 		seen := b.mod.gen.Load()
 		s, err := b.getSession(attempt > 0)
