@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -113,7 +114,7 @@ func (k *tenantKey) cert() *x509.Certificate {
 // unavailable when the generation was built.
 func (k *tenantKey) getKey(ctx context.Context, timeout time.Duration) (backends.Key, error) {
 	if k.backend == nil {
-		return nil, newAPIError(409, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
+		return nil, newAPIError(http.StatusConflict, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
 	}
 	k.keyMu.Lock()
 	defer k.keyMu.Unlock()
@@ -220,7 +221,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
 		bc := cfg.Backends[name]
 		octx, cancel := withTimeout(ctx, 4*timeout)
-		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name}, bc.Decode)
+		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name, Logger: log}, bc.Decode)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", name, err)
@@ -439,7 +440,7 @@ func (rt *generation) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey
 		if firstErr != nil {
 			return nil, nil, firstErr
 		}
-		return nil, nil, newAPIError(409, "no_active_key", "tenant %q has no active key", t.name)
+		return nil, nil, newAPIError(http.StatusConflict, "no_active_key", "tenant %q has no active key", t.name)
 	}
 	return recips, keys, nil
 }

@@ -44,6 +44,11 @@ if [[ -n "$unformatted" ]]; then
 	echo "test: gofmt needed on:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+# Without cgo there is no PKCS#11, but everything else builds and the pkcs11
+# type explains itself (backends/pkcs11/nocgo_test.go).
+CGO_ENABLED=0 go build -o /dev/null ./cmd/envelopd
+CGO_ENABLED=0 go vet ./...
+CGO_ENABLED=0 go test -count=1 ./backends/pkcs11/
 
 # 4. Everything under the race detector, in short mode (smaller sizes, sampled
 #    Wycheproof vectors, heavy tests skipped).
