@@ -21,6 +21,7 @@
 //	                                           If-Range, ETag; the token is the only credential
 //	GET    /v1/health                          liveness and backend readiness (503 when a
 //	                                           backend some key needs is down)
+//	GET    /v1/openapi.json                    the OpenAPI 3.1 document of this API (openapi.json)
 //	GET    /metrics                            Prometheus metrics
 //
 // Errors are JSON {"error":{"code":"...","message":"..."}}; the mapping from

@@ -38,6 +38,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/tenants/{tenant}/playback", "playback", config.OpDecrypt, true, s.handlePlaybackCreate},
 		{"GET /v1/play/{token}", "play", permCapability, false, s.handlePlay}, // and HEAD
 		{"GET /v1/health", "health", "", true, s.handleHealth},
+		{"GET /v1/openapi.json", "openapi", "", false, s.handleOpenAPI},
 		{"GET /metrics", "metrics", "", true, s.handleMetrics},
 	}
 }

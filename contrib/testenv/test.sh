@@ -24,6 +24,10 @@ command -v systemd-analyze >/dev/null || pkgs+=(systemd)
 command -v rclone >/dev/null || pkgs+=(rclone)
 command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
 command -v ffmpeg >/dev/null || pkgs+=(ffmpeg)
+command -v promtool >/dev/null || pkgs+=(prometheus)
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
+command -v python3 >/dev/null || pkgs+=(python3)
 if ((${#pkgs[@]})); then
 	sudo=()
 	[[ $(id -u) -ne 0 ]] && sudo=(sudo)
@@ -37,6 +41,14 @@ fi
 export ENVELOPD_TOOLS_DIR="${ENVELOPD_TOOLS_DIR:-${HOME:-/tmp}/.cache/envelopd-tools}"
 contrib/testenv/tools.sh
 
+# 2b. The OpenAPI linter, from the npm registry, cached like the servers.
+redocly_version=2.77.0
+redocly="$ENVELOPD_TOOLS_DIR/npm/node_modules/.bin/redocly"
+if [[ ! -x "$redocly" ]] || ! "$redocly" --version 2>/dev/null | grep -qx "$redocly_version"; then
+	echo "test: installing @redocly/cli@$redocly_version"
+	npm install --no-audit --no-fund --silent --prefix "$ENVELOPD_TOOLS_DIR/npm" "@redocly/cli@$redocly_version" >/dev/null
+fi
+
 # 3. Static checks.
 export ENVELOPD_REQUIRE_INTEGRATION=1
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './contrib/testenv/*'))"
@@ -49,6 +61,7 @@ go vet ./...
 CGO_ENABLED=0 go build -o /dev/null ./cmd/envelopd
 CGO_ENABLED=0 go vet ./...
 CGO_ENABLED=0 go test -count=1 ./backends/pkcs11/
+"$redocly" lint --config daemon/redocly.yaml daemon/openapi.json
 
 # 4. Everything under the race detector, in short mode (smaller sizes, sampled
 #    Wycheproof vectors, heavy tests skipped).
