@@ -47,11 +47,17 @@ func (s *Server) handleDecrypt(c *call) error {
 			return rerr
 		}
 		rd.Budget = c.rt.readAhead
+		if rd.Header().ContentPresent {
+			return errContentInHeader
+		}
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
 		rd, rerr := envelope.NewReader(in)
 		if rerr != nil {
 			return rerr
+		}
+		if !rd.Header().ContentPresent {
+			return errNoContent
 		}
 		defer c.stageGCM(rd)() // runs after pt.Close
 		rd.Budget = c.rt.readAhead

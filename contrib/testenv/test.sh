@@ -6,7 +6,8 @@
 # (multi-GiB constant-memory, load, all test vectors) without it, then in
 # short mode built with the purego tag (no assembly). With
 # ENVELOPD_REQUIRE_INTEGRATION=1 (set here) a missing SoftHSM, Vault,
-# local-kms, openssl or keytool FAILS the suite instead of skipping it.
+# local-kms, openssl, keytool or systemd-analyze FAILS the suite instead of
+# skipping it.
 # .ci/run calls exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,7 @@ command -v openssl >/dev/null || pkgs+=(openssl)
 command -v keytool >/dev/null || pkgs+=(openjdk-17-jdk-headless)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
+command -v systemd-analyze >/dev/null || pkgs+=(systemd)
 command -v rclone >/dev/null || pkgs+=(rclone)
 command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
 command -v ffmpeg >/dev/null || pkgs+=(ffmpeg)
@@ -54,6 +56,11 @@ if [[ -n "$unformatted" ]]; then
 	echo "test: gofmt needed on:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+# Without cgo there is no PKCS#11, but everything else builds and the pkcs11
+# type explains itself (backends/pkcs11/nocgo_test.go).
+CGO_ENABLED=0 go build -o /dev/null ./cmd/envelopd
+CGO_ENABLED=0 go vet ./...
+CGO_ENABLED=0 go test -count=1 ./backends/pkcs11/
 "$redocly" lint --config daemon/redocly.yaml daemon/openapi.json
 
 # 4. Everything under the race detector, in short mode (smaller sizes, sampled
