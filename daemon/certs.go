@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/internal/pki"
 )
 
@@ -338,9 +340,18 @@ func (s *Server) handleCertUpload(c *call) error {
 }
 
 // applyUploadLocked imports the private key (if any) and stores the upload
-// in data_dir, rebuilding the generation. s.mu is held.
+// in the registry, rebuilding the generation. s.mu is held.
 func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, imp backends.Importer, ref string, key *rsa.PrivateKey, padding backends.Padding) error {
-	u := &uploadRecord{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC()}
+	u := &registry.Record{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC().Truncate(time.Microsecond)}
+	// A shared registry that is down would leave an imported key without
+	// its record: find out first.
+	pctx, cancel := withTimeout(c.r.Context(), c.rt.cfg.Limits.BackendTimeout.Duration)
+	err := s.reg.Ping(pctx)
+	cancel()
+	if err != nil {
+		s.noteRegistry(err)
+		return registryError(err, t.name, req.ID)
+	}
 	if bs != nil {
 		u.Backend = bs.name
 	}
@@ -356,26 +367,35 @@ func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain
 		}
 		u.CreatedKey = true
 	}
-	return s.changeUploadsLocked(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) })
+	if bs != nil {
+		if name, err := keyName(bs, u.Key); err == nil {
+			u.KeyName = name
+		}
+	}
+	return s.changeUploadsLocked(c, func(ctx context.Context) error { return s.reg.Put(ctx, u) }, func(ctx context.Context) { _ = s.reg.Delete(ctx, t.name, u.ID) }, t.name, u.ID)
 }
 
-// changeUploads applies a change to data_dir and rebuilds the generation; if
-// the rebuild fails the change is undone and the error returned (a key that
-// does not match its backend, say).
-func (s *Server) changeUploads(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
+// changeUploads applies a change to the registry and rebuilds the
+// generation; if the rebuild fails the change is undone and the error
+// returned (a key that does not match its backend, say).
+func (s *Server) changeUploads(c *call, do func(ctx context.Context) error, undo func(ctx context.Context), tenant, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.changeUploadsLocked(c, do, undo)
+	return s.changeUploadsLocked(c, do, undo, tenant, id)
 }
 
 // changeUploadsLocked is changeUploads with s.mu held.
-func (s *Server) changeUploadsLocked(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
-	dir := s.cfg.Server.DataDir
-	if err := do(dir); err != nil {
-		return err
+func (s *Server) changeUploadsLocked(c *call, do func(ctx context.Context) error, undo func(ctx context.Context), tenant, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.r.Context()), 10*time.Second)
+	defer cancel()
+	if err := do(ctx); err != nil {
+		if errors.Is(err, registry.ErrUnavailable) {
+			s.noteRegistry(err)
+		}
+		return registryError(err, tenant, id)
 	}
 	if err := s.rebuildLocked(c.r.Context(), s.cfg); err != nil {
-		undo(dir)
+		undo(ctx)
 		return newAPIError(http.StatusUnprocessableEntity, "unusable", "the key cannot be used: %v", err)
 	}
 	return nil
@@ -399,26 +419,24 @@ func (s *Server) handleCertDelete(c *call) error {
 	if k.source != "upload" {
 		return newAPIError(http.StatusConflict, "configured", "key %q is in the configuration file; remove it there and reload", id)
 	}
-	rec, err := loadUploads(c.rt.cfg.Server.DataDir)
-	if err != nil {
-		return err
-	}
-	var saved *uploadRecord
-	for _, u := range rec[t.name] {
-		if u.ID == id {
+	s.mu.Lock()
+	var saved *registry.Record
+	for _, u := range s.records {
+		if u.Tenant == t.name && u.ID == id {
 			saved = u
 		}
 	}
+	s.mu.Unlock()
 	ev := c.event()
 	ev.Outcome = "started"
 	if err := c.auditKey(ev, k, ""); err != nil {
 		return err
 	}
-	err = s.changeUploads(c, func(dir string) error { return removeUpload(dir, t.name, id) }, func(dir string) {
+	err = s.changeUploads(c, func(ctx context.Context) error { return s.reg.Delete(ctx, t.name, id) }, func(ctx context.Context) {
 		if saved != nil {
-			_ = saveUpload(dir, saved)
+			_ = s.reg.Put(ctx, saved)
 		}
-	})
+	}, t.name, id)
 	c.auditOutcome(k, "", 0, err)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/daemon/config"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/pki"
 	"github.com/envelopd/envelopd/storage"
@@ -192,7 +193,8 @@ func policyTime() time.Time {
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
 // error everything opened so far is closed again.
-func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *generation, err error) {
+// The uploads are records as read from the registry.
+func buildGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) (rt *generation, err error) {
 	rt = &generation{
 		cfg:            cfg,
 		log:            log,
@@ -219,9 +221,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		}
 		rt.backends[name] = &backendState{name: name, typ: bc.Type, b: b}
 	}
-	uploads, err := loadUploads(cfg.Server.DataDir)
-	if err != nil {
-		return nil, err
+	uploads := map[string][]*registry.Record{}
+	for _, r := range records {
+		uploads[r.Tenant] = append(uploads[r.Tenant], r)
 	}
 	for _, tc := range cfg.Tenants {
 		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
@@ -246,7 +248,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
 		}
 		for _, u := range uploads[tc.Name] {
-			s, err := u.spec()
+			s, err := specOf(u)
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
 			}

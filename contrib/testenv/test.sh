@@ -21,6 +21,7 @@ command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
 command -v rclone >/dev/null || pkgs+=(rclone)
 command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
 command -v ffmpeg >/dev/null || pkgs+=(ffmpeg)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || pkgs+=(postgresql)
 if ((${#pkgs[@]})); then
 	sudo=()
 	[[ $(id -u) -ne 0 ]] && sudo=(sudo)
