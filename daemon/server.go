@@ -436,6 +436,7 @@ func (s *Server) release() error {
 	if s.reg != nil {
 		s.reg.Close()
 	}
+	s.play.closeAll()
 	return s.audit.Load().Close()
 }
 
