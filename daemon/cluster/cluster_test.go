@@ -20,6 +20,7 @@ import (
 	"github.com/envelopd/envelopd/internal/testenv"
 	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 	"github.com/envelopd/envelopd/internal/testenv/pgtest"
+	"github.com/envelopd/envelopd/internal/testenv/vaulttest"
 )
 
 func TestMain(m *testing.M) {
@@ -38,6 +39,12 @@ type cluster struct {
 	pgURL string
 	ks    string
 	keys  map[string]*testenv.Cert
+	// backend is the [backends.ks] table and acmeKeys tenant acme's key
+	// tables (the file keystore at ks unless set); env is added to every
+	// daemon's environment; padding is that of uploads.
+	backend, acmeKeys string
+	env               []string
+	padding           string
 }
 
 type instance struct {
@@ -83,7 +90,12 @@ func (c *cluster) start(name string) *instance {
 	t := c.t
 	t.Helper()
 	in := &instance{name: name, sock: filepath.Join(c.dir, name+".sock"), addr: testenv.FreePort(t), cfg: filepath.Join(c.dir, name+".toml"),
-		env: []string{"ENVELOPD_TEST_PGURL=" + c.pgURL}}
+		env: append([]string{"ENVELOPD_TEST_PGURL=" + c.pgURL}, c.env...)}
+	backend, acmeKeys := c.backend, c.acmeKeys
+	if backend == "" {
+		backend = fmt.Sprintf("[backends.ks]\ntype = \"file\"\nkeystore = %q\npassword = \"pass:cluster-keystore-pass\"\n", c.ks)
+		acmeKeys = "  [[tenants.keys]]\n  id = \"k1\"\n  backend = \"ks\"\n  key = \"acme-k1\"\n"
+	}
 	cfg := fmt.Sprintf(`
 [server]
 socket = %q
@@ -99,18 +111,11 @@ reconcile_interval = "3s"
 [limits]
 max_streams = 100
 
-[backends.ks]
-type = "file"
-keystore = %q
-password = "pass:cluster-keystore-pass"
+%s
 
 [[tenants]]
 name = "acme"
-  [[tenants.keys]]
-  id = "k1"
-  backend = "ks"
-  key = "acme-k1"
-
+%s
 [[tenants]]
 name = "up"
 
@@ -119,7 +124,7 @@ name = "admin"
 token = "file:%s"
 tenants = ["*"]
 allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap", "admin"]
-`, in.sock, in.addr, filepath.Join(c.dir, name+"-data"), filepath.Join(c.dir, name+"-audit.log"), c.ks, filepath.Join(c.dir, "admin.token"))
+`, in.sock, in.addr, filepath.Join(c.dir, name+"-data"), filepath.Join(c.dir, name+"-audit.log"), backend, acmeKeys, filepath.Join(c.dir, "admin.token"))
 	if err := os.WriteFile(in.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -195,14 +200,38 @@ func uploadBody(c *testenv.Cert) []byte {
 // second, and its private key (imported by A into the shared keystore)
 // decrypts on B; a deletion on B is in force on A within a second.
 func TestClusterUploadPropagates(t *testing.T) {
+	uploadPropagates(t, newCluster(t, pgtest.Shared(t)))
+}
+
+// The same with Vault Transit as the shared backend: A imports the
+// uploaded private key into Vault, B decrypts with it.
+func TestClusterUploadPropagatesVault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL, Vault and several daemons")
+	}
+	v, err := vaulttest.Start()
+	testenv.Need(t, "Vault server", err, vaulttest.Hint)
+	t.Cleanup(v.Close)
 	c := newCluster(t, pgtest.Shared(t))
+	c.backend = fmt.Sprintf("[backends.ks]\ntype = \"transit\"\naddress = %q\ntoken = \"env:CLUSTER_VAULT_TOKEN\"\n", v.Addr)
+	c.acmeKeys = ""
+	c.env = []string{"CLUSTER_VAULT_TOKEN=" + v.Token}
+	c.padding = "oaep-sha256"
+	uploadPropagates(t, c)
+}
+
+func uploadPropagates(t *testing.T, c *cluster) {
 	a, b := c.start("a"), c.start("b")
+	q := ""
+	if c.padding != "" {
+		q = "&padding=" + c.padding
+	}
 	plain := bytes.Repeat([]byte("call recording "), 1000)
 	if code, _, _ := b.do("POST", "/v1/tenants/up/encrypt", bytes.NewReader(plain)); code == http.StatusOK {
 		t.Fatal("tenant up encrypts before any upload")
 	}
 	fresh := testenv.NewCert(t, "up-u1", nil)
-	a.must(t, http.StatusCreated, "POST", "/v1/tenants/up/certificates?id=u1&backend=ks", uploadBody(fresh))
+	a.must(t, http.StatusCreated, "POST", "/v1/tenants/up/certificates?id=u1&backend=ks"+q, uploadBody(fresh))
 	var env []byte
 	took := waitUntil(t, time.Second, "B encrypts with A's upload", func() bool {
 		code, body, err := b.do("POST", "/v1/tenants/up/encrypt", bytes.NewReader(plain))
