@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/cipher"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
@@ -47,6 +48,9 @@ type generation struct {
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
 	stores map[string]storage.Store // recording storage by name (playback)
+	// tokenKey seals play tokens for every instance ([playback] token_key,
+	// playtoken.go); nil when not configured.
+	tokenKey cipher.AEAD
 
 	stopHealth context.CancelFunc
 
@@ -277,6 +281,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 		rt.tenants[tc.Name] = t
 	}
 	if rt.stores, err = openStores(cfg); err != nil {
+		return nil, err
+	}
+	if rt.tokenKey, err = openTokenKey(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Server.TLSCert != "" {

@@ -32,6 +32,10 @@ type = "postgres"
 url = "env:ENVELOPD_PGURL"
 reconcile_interval = "30s"
 
+# Play URLs valid on every instance (the same secret everywhere).
+[playback]
+token_key = "env:ENVELOPD_PLAY_KEY"
+
 # Shared by every instance: the private keys.
 [backends.vault]
 type = "transit"

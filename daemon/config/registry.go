@@ -30,6 +30,11 @@ type Registry struct {
 }
 
 func (c *Config) validateRegistry(v *validator) {
+	if k := c.Playback.TokenKey; k != "" {
+		if err := secret.Validate(k); err != nil {
+			v.add("playback.token_key", "%v", err)
+		}
+	}
 	r := &c.Registry
 	if r.ReconcileInterval.Duration == 0 {
 		r.ReconcileInterval.Duration = DefaultReconcileInterval

@@ -42,3 +42,12 @@ func TestRegistryTable(t *testing.T) {
 		})
 	}
 }
+
+func TestPlaybackTokenKey(t *testing.T) {
+	if _, err := parse(t, base+"[playback]\ntoken_key = \"env:PLAYKEY\"\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parse(t, base+"[playback]\ntoken_key = \"literal-secret\"\n"); err == nil || !strings.Contains(err.Error(), "playback.token_key") || strings.Contains(err.Error(), "literal-secret") {
+		t.Fatalf("literal token_key: %v", err)
+	}
+}
