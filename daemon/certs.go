@@ -151,7 +151,7 @@ func (c *call) readUpload() (*uploadRequest, error) {
 }
 
 // handleCertUpload adds a certificate (and optionally imports its private
-// key into a backend) to a tenant. It persists in data_dir and survives
+// key into a backend) to a tenant. It persists in the registry and survives
 // restarts.
 //
 // A backend key belongs to at most one tenant (ownership.go): an upload may
@@ -309,7 +309,7 @@ func (s *Server) handleCertUpload(c *call) error {
 	}
 
 	// A "started" line goes out before anything changes (a private key
-	// imported into a backend, a file in data_dir); the final line says how
+	// imported into a backend, a record in the registry); the final line says how
 	// it ended. If the audit log is down, nothing changes.
 	ev.Outcome = "started"
 	if err := c.auditKey(ev, nil, ""); err != nil {
