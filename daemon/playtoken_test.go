@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/internal/testenv"
 )
 
@@ -98,4 +100,41 @@ func TestPlaybackTokenOnAnyInstance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzOpenToken: a play token from the network never panics the opener,
+// and only sealed tokens open.
+func FuzzOpenToken(f *testing.F) {
+	cfg := &config.Config{Playback: config.Playback{TokenKey: "pass:fuzzing-token-key-0123456789abcdef"}}
+	aead, err := openTokenKey(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := sealToken(aead, &playSession{tenant: "t", client: "c", store: "s", obj: fakeObject("a/b.mp3"), etag: `"e"`, size: 7})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add("c1.")
+	f.Add("c1.AAAA")
+	f.Add("plain-token")
+	f.Fuzz(func(t *testing.T, tok string) {
+		ss := openToken(aead, tok)
+		if ss != nil && tok != good {
+			t.Fatalf("a token not sealed here opened: %q", tok)
+		}
+		if tok == good && (ss == nil || ss.Path != "a/b.mp3" || ss.Size != 7) {
+			t.Fatalf("the sealed token opens to %+v", ss)
+		}
+	})
+}
+
+// fakeObject is a storage.Object with only a path.
+type fakeObject string
+
+func (o fakeObject) Path() string { return string(o) }
+func (o fakeObject) Size() int64  { return 0 }
+func (o fakeObject) ETag() string { return "" }
+func (o fakeObject) ReadRange(context.Context, int64, int64) (io.ReadCloser, error) {
+	return nil, io.EOF
 }
