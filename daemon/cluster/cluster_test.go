@@ -57,11 +57,16 @@ type instance struct {
 	env  []string
 }
 
-func newCluster(t *testing.T, pg *pgtest.Server) *cluster {
+// skipShort skips t in short mode (before any server starts).
+func skipShort(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and several daemons")
 	}
+}
+
+func newCluster(t *testing.T, pg *pgtest.Server) *cluster {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "envc")
 	if err != nil {
 		t.Fatal(err)
@@ -200,15 +205,14 @@ func uploadBody(c *testenv.Cert) []byte {
 // second, and its private key (imported by A into the shared keystore)
 // decrypts on B; a deletion on B is in force on A within a second.
 func TestClusterUploadPropagates(t *testing.T) {
+	skipShort(t)
 	uploadPropagates(t, newCluster(t, pgtest.Shared(t)))
 }
 
 // The same with Vault Transit as the shared backend: A imports the
 // uploaded private key into Vault, B decrypts with it.
 func TestClusterUploadPropagatesVault(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL, Vault and several daemons")
-	}
+	skipShort(t)
 	v, err := vaulttest.Start()
 	testenv.Need(t, "Vault server", err, vaulttest.Hint)
 	t.Cleanup(v.Close)
@@ -257,6 +261,7 @@ func uploadPropagates(t *testing.T, c *cluster) {
 // decryption go on on both instances, health says degraded, uploads fail
 // with 503 and work again once the database is back.
 func TestClusterDatabaseOutage(t *testing.T) {
+	skipShort(t)
 	pg := pgtest.Own(t)
 	c := newCluster(t, pg)
 	ins := []*instance{c.start("a"), c.start("b")}
@@ -354,6 +359,7 @@ func (s *slowBody) Read(p []byte) (int, error) {
 // is intact, and the restarted instance catches up with an upload made
 // while it was down.
 func TestClusterKill9(t *testing.T) {
+	skipShort(t)
 	c := newCluster(t, pgtest.Shared(t))
 	ins := []*instance{c.start("a"), c.start("b"), c.start("c")}
 	ins[0].must(t, http.StatusCreated, "POST", "/v1/tenants/up/certificates?id=before&backend=ks", uploadBody(testenv.NewCert(t, "before", nil)))
