@@ -82,20 +82,33 @@ func (e *Embedded) Load(ctx context.Context) ([]*Record, error) {
 }
 
 // Put writes r.
-func (e *Embedded) Put(ctx context.Context, r *Record) error {
+func (e *Embedded) Put(ctx context.Context, r *Record) error { return e.write(ctx, r, false) }
+
+// Replace overwrites r.
+func (e *Embedded) Replace(ctx context.Context, r *Record) error { return e.write(ctx, r, true) }
+
+func (e *Embedded) write(ctx context.Context, r *Record, replace bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	all, err := e.Load(ctx)
 	if err != nil {
 		return err
 	}
+	found := false
 	for _, o := range all {
 		if o.Tenant == r.Tenant && o.ID == r.ID {
-			return ErrExists
+			found = true
+			continue
 		}
 		if r.KeyName != "" && o.KeyName == r.KeyName && o.Tenant != r.Tenant {
 			return ErrKeyOwned
 		}
+	}
+	switch {
+	case found && !replace:
+		return ErrExists
+	case !found && replace:
+		return ErrNotFound
 	}
 	dir := e.dir(r.Tenant)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

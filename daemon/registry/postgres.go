@@ -45,6 +45,7 @@ var migrations = []string{
 		PRIMARY KEY (tenant, id),
 		FOREIGN KEY (key_name, tenant) REFERENCES envelopd_key_owners (key_name, tenant)
 	);`,
+	`ALTER TABLE envelopd_uploads ADD COLUMN pending boolean NOT NULL DEFAULT false;`,
 }
 
 // Postgres is the registry in a PostgreSQL database shared by several
@@ -122,14 +123,14 @@ func (p *Postgres) migrate(ctx context.Context) error {
 
 // Load reads every record.
 func (p *Postgres) Load(ctx context.Context) ([]*Record, error) {
-	rows, err := p.pool.Query(ctx, `SELECT tenant, id, backend, key, coalesce(key_name, ''), created_key, padding, state, keyid, chain, created FROM envelopd_uploads ORDER BY tenant, id`)
+	rows, err := p.pool.Query(ctx, `SELECT tenant, id, backend, key, coalesce(key_name, ''), created_key, pending, padding, state, keyid, chain, created FROM envelopd_uploads ORDER BY tenant, id`)
 	if err != nil {
 		return nil, unavailable("load", err)
 	}
 	out := []*Record{}
 	for rows.Next() {
 		r := &Record{Version: 1, Origin: "registry"}
-		if err := rows.Scan(&r.Tenant, &r.ID, &r.Backend, &r.Key, &r.KeyName, &r.CreatedKey, &r.Padding, &r.State, &r.KeyID, &r.Chain, &r.Created); err != nil {
+		if err := rows.Scan(&r.Tenant, &r.ID, &r.Backend, &r.Key, &r.KeyName, &r.CreatedKey, &r.Pending, &r.Padding, &r.State, &r.KeyID, &r.Chain, &r.Created); err != nil {
 			rows.Close()
 			return nil, unavailable("load", err)
 		}
@@ -146,54 +147,79 @@ func (p *Postgres) Load(ctx context.Context) ([]*Record, error) {
 // Put adds r in one transaction: the key name's owner (created if the key
 // has none, checked otherwise), the record, and a notification.
 func (p *Postgres) Put(ctx context.Context, r *Record) error {
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var keyName *string
-		if r.KeyName != "" {
-			keyName = &r.KeyName
-			if _, err := tx.Exec(ctx, `INSERT INTO envelopd_key_owners (key_name, tenant) VALUES ($1, $2) ON CONFLICT (key_name) DO NOTHING`, r.KeyName, r.Tenant); err != nil {
-				return err
-			}
-			var owner string
-			if err := tx.QueryRow(ctx, `SELECT tenant FROM envelopd_key_owners WHERE key_name = $1 FOR SHARE`, r.KeyName).Scan(&owner); err != nil {
-				return err
-			}
-			if owner != r.Tenant {
-				return ErrKeyOwned
-			}
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO envelopd_uploads (tenant, id, backend, key, key_name, created_key, padding, state, keyid, chain, created)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			r.Tenant, r.ID, r.Backend, r.Key, keyName, r.CreatedKey, r.Padding, r.State, r.KeyID, r.Chain, r.Created.UTC())
-		if err != nil {
+	return writeError("put", pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := putTx(ctx, tx, r); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, r.Tenant+"/"+r.ID)
+		return notify(ctx, tx, r.Tenant, r.ID)
+	}))
+}
+
+// Replace overwrites r in one transaction.
+func (p *Postgres) Replace(ctx context.Context, r *Record) error {
+	return writeError("replace", pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := deleteTx(ctx, tx, r.Tenant, r.ID); err != nil {
+			return err
+		}
+		if err := putTx(ctx, tx, r); err != nil {
+			return err
+		}
+		return notify(ctx, tx, r.Tenant, r.ID)
+	}))
+}
+
+func notify(ctx context.Context, tx pgx.Tx, tenant, id string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, tenant+"/"+id)
+	return err
+}
+
+func putTx(ctx context.Context, tx pgx.Tx, r *Record) error {
+	var keyName *string
+	if r.KeyName != "" {
+		keyName = &r.KeyName
+		if _, err := tx.Exec(ctx, `INSERT INTO envelopd_key_owners (key_name, tenant) VALUES ($1, $2) ON CONFLICT (key_name) DO NOTHING`, r.KeyName, r.Tenant); err != nil {
+			return err
+		}
+		var owner string
+		if err := tx.QueryRow(ctx, `SELECT tenant FROM envelopd_key_owners WHERE key_name = $1 FOR SHARE`, r.KeyName).Scan(&owner); err != nil {
+			return err
+		}
+		if owner != r.Tenant {
+			return ErrKeyOwned
+		}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO envelopd_uploads (tenant, id, backend, key, key_name, created_key, pending, padding, state, keyid, chain, created)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		r.Tenant, r.ID, r.Backend, r.Key, keyName, r.CreatedKey, r.Pending, r.Padding, r.State, r.KeyID, r.Chain, r.Created.UTC())
+	return err
+}
+
+func deleteTx(ctx context.Context, tx pgx.Tx, tenant, id string) error {
+	var keyName *string
+	err := tx.QueryRow(ctx, `DELETE FROM envelopd_uploads WHERE tenant = $1 AND id = $2 RETURNING key_name`, tenant, id).Scan(&keyName)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
 		return err
-	})
-	return writeError("put", err)
+	}
+	if keyName != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM envelopd_key_owners o WHERE o.key_name = $1 AND NOT EXISTS (SELECT 1 FROM envelopd_uploads u WHERE u.key_name = o.key_name)`, *keyName); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Delete removes a record in one transaction, and the key name's owner
 // with the last record naming it.
 func (p *Postgres) Delete(ctx context.Context, tenant, id string) error {
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var keyName *string
-		err := tx.QueryRow(ctx, `DELETE FROM envelopd_uploads WHERE tenant = $1 AND id = $2 RETURNING key_name`, tenant, id).Scan(&keyName)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
-		}
-		if err != nil {
+	return writeError("delete", pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := deleteTx(ctx, tx, tenant, id); err != nil {
 			return err
 		}
-		if keyName != nil {
-			if _, err := tx.Exec(ctx, `DELETE FROM envelopd_key_owners o WHERE o.key_name = $1 AND NOT EXISTS (SELECT 1 FROM envelopd_uploads u WHERE u.key_name = o.key_name)`, *keyName); err != nil {
-				return err
-			}
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, tenant+"/"+id)
-		return err
-	})
-	return writeError("delete", err)
+		return notify(ctx, tx, tenant, id)
+	}))
 }
 
 // writeError maps a transaction's error to the package's errors.

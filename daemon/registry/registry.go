@@ -46,12 +46,16 @@ type Record struct {
 	KeyName string `json:"key_name,omitempty"`
 	// CreatedKey: this upload imported its private key, creating the
 	// backend key Key, owned by Tenant.
-	CreatedKey bool      `json:"created_key,omitempty"`
-	Padding    string    `json:"padding"`
-	State      string    `json:"state"`
-	KeyID      bool      `json:"keyid,omitempty"`
-	Chain      string    `json:"chain"` // PEM, leaf first
-	Created    time.Time `json:"created"`
+	CreatedKey bool `json:"created_key,omitempty"`
+	// Pending: written before the import of the private key, replaced
+	// once the key is in the backend (the daemon reconciles a record
+	// still pending when it builds its keys).
+	Pending bool      `json:"pending,omitempty"`
+	Padding string    `json:"padding"`
+	State   string    `json:"state"`
+	KeyID   bool      `json:"keyid,omitempty"`
+	Chain   string    `json:"chain"` // PEM, leaf first
+	Created time.Time `json:"created"`
 
 	// Origin says where the record was read from, for messages (a file,
 	// or "registry").
@@ -77,6 +81,9 @@ type Registry interface {
 	// record with that id, and with ErrKeyOwned when r.KeyName is owned by
 	// another tenant.
 	Put(ctx context.Context, r *Record) error
+	// Replace overwrites the tenant's record of that id (ErrNotFound if
+	// there is none), with the same ownership rule as Put.
+	Replace(ctx context.Context, r *Record) error
 	// Delete removes a tenant's record (ErrNotFound if there is none).
 	// The key name's ownership goes with the last record naming it.
 	Delete(ctx context.Context, tenant, id string) error
