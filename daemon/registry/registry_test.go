@@ -52,6 +52,25 @@ func contract(t *testing.T, r Registry) {
 	if !all[0].Equal(rec("a", "k1", "store#k1")) && all[0].KeyName != "store#k1" {
 		t.Fatalf("record changed on the way: %+v", all[0])
 	}
+	// Replace: a pending record made final; unknown ids and another
+	// tenant's key are refused.
+	p := rec("b", "k1", "")
+	p.Pending = true
+	if err := r.Replace(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Replace(ctx, rec("b", "nope", "")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Replace missing: %v", err)
+	}
+	if err := r.Replace(ctx, rec("b", "k1", "store#k1")); !errors.Is(err, ErrKeyOwned) {
+		t.Fatalf("Replace onto a's key: %v", err)
+	}
+	if all, _ := r.Load(ctx); !all[2].Pending {
+		t.Fatalf("Replace lost: %+v", all[2])
+	}
+	if err := r.Replace(ctx, rec("b", "k1", "")); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Delete(ctx, "a", "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Delete missing: %v", err)
 	}
