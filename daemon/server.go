@@ -101,6 +101,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.log = slog.New(slog.NewJSONHandler(opts.LogOutput, hopts))
 	}
 	s.metrics = metrics.New()
+	s.metrics.Registry().MustRegister(certCollector{s})
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
