@@ -49,6 +49,7 @@ func (s *Server) handleDecrypt(c *call) error {
 		if rd.Header().ContentPresent {
 			return errContentInHeader
 		}
+		rd.Budget = c.rt.readAhead
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
 		rd, rerr := envelope.NewReader(in)
@@ -59,6 +60,7 @@ func (s *Server) handleDecrypt(c *call) error {
 			return errNoContent
 		}
 		defer c.stageGCM(rd)() // runs after pt.Close
+		rd.Budget = c.rt.readAhead
 		pt, err = rd.Decrypt(res)
 	}
 	if err != nil {

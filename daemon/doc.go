@@ -15,6 +15,10 @@
 //	POST   /v1/tenants/{tenant}/certificates   upload a certificate (JSON or PEM), optionally
 //	                                           with a private key imported into a backend
 //	DELETE /v1/tenants/{tenant}/certificates/{id}
+//	POST   /v1/tenants/{tenant}/playback       {"media","envelope","content_type","recording_id"} or
+//	                                           {"metadata","media_id"} → 201 {"url","expires_at","size","content_type"}
+//	GET    /v1/play/{token}                    (and HEAD) the plaintext, single byte ranges (206/416),
+//	                                           If-Range, ETag; the token is the only credential
 //	GET    /v1/health                          liveness and backend readiness (503 when a
 //	                                           backend some key needs is down)
 //	GET    /metrics                            Prometheus metrics
@@ -54,7 +58,9 @@
 // Retry-After beyond), of which at most limits.max_streams_per_client for
 // one client and limits.max_streams_per_tenant for one tenant (429). The
 // limits live in the Server, not in a generation, so reloads and uploads
-// never reset them. A request
+// never reset them. Each stream holds one 512 KiB chunk, plus what the
+// streams read ahead together within limits.read_ahead_bytes (an
+// envelope.Budget of the configuration generation). A request
 // with a Content-Length gets definite-length DER; a chunked one BER with
 // indefinite lengths. When a stream fails after the response started, the
 // daemon breaks the transfer (no terminating chunk), so a client sees an
@@ -71,6 +77,21 @@
 // particular CBC content is unauthenticated: its padding can only be checked
 // at the end, after most plaintext was sent. A GCM envelope releases nothing
 // before its tag verifies.
+//
+// # Playback
+//
+// A playback session (playback.go) opens one recording in the tenant's
+// recording storage ([storage.NAME], package storage), unwraps its key once
+// (audited) and hands out a play token: 256 random bits, bound to the
+// tenant and the recording, valid for playback.token_lifetime, served on
+// every listener without a client rule. Each range request reads only the
+// ciphertext blocks under the range (envelope.Seekable); AES-GCM
+// recordings are staged and verified when the session is created.
+// Unwrapped keys live in a bounded LRU cache (playsession.go), zeroed when
+// they leave it; a session whose key left unwraps again, audited. Sessions
+// survive reloads; after one that changed the creating client's rule, each
+// request is checked against the new rule (403 and an audit line when it no
+// longer allows decrypt on the tenant).
 //
 // # Reload and shutdown
 //
@@ -105,4 +126,7 @@
 // Such a key then belongs to no tenant: no upload may name it again, an
 // operator may give it to a tenant in the configuration.
 // Uploaded certificates are stored as files in data_dir, one per key.
+// Playback sessions live in memory: a restart ends them (players ask for a
+// new session). A GCM playback session holds a staged copy of the
+// ciphertext on disk while its key is cached.
 package daemon

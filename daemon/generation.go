@@ -53,6 +53,7 @@ type generation struct {
 	stores map[string]storage.Store // recording storage by name (playback)
 
 	stopHealth context.CancelFunc
+	readAhead  *envelope.Budget // shared by the streams (limits.read_ahead_bytes)
 
 	mu      sync.Mutex
 	refs    int
@@ -207,6 +208,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		bySKI:          map[string][]*tenantKey{},
 		owners:         newOwnership(),
 		pending:        map[string]*uploadRecord{},
+		readAhead:      envelope.NewBudget(cfg.Limits.ReadAheadBytes),
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {

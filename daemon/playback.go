@@ -52,8 +52,12 @@ type playbackResponse struct {
 	ContentType string `json:"content_type"`
 }
 
-var errNoStorage = func(t string) error {
+func errNoStorage(t string) error {
 	return newAPIError(http.StatusConflict, "no_storage", "tenant %q has no recording storage: set storage = \"NAME\" in its [[tenants]] entry", t)
+}
+
+func errTooManySessions(pc config.Playback) error {
+	return newAPIError(http.StatusServiceUnavailable, "too_many_sessions", "too many playback sessions (playback.max_sessions = %d); retry later", pc.MaxSessions)
 }
 
 // handlePlaybackCreate opens a recording in the tenant's storage, unwraps
@@ -72,6 +76,10 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 		return errNoStorage(t.name)
 	}
 	st := c.rt.stores[tc.Storage]
+	pc := c.rt.cfg.Playback
+	if s.play.full(pc) {
+		return errTooManySessions(pc)
+	}
 	ctx := c.r.Context()
 	sess := &playSession{tenant: t.name, client: c.id.name, rule: *c.id.client, cfg: c.rt.cfg, store: tc.Storage, recID: c.recID}
 	if req.RecordingID != "" {
@@ -150,13 +158,12 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 		sk.Close()
 		return err
 	}
-	pc := c.rt.cfg.Playback
 	sess.token = newToken()
 	sess.expires = s.play.clock().Add(pc.TokenLifetime.Duration)
 	if !s.play.add(sess, dk, sk, pc) {
 		clear(dk.Key)
 		sk.Close()
-		return newAPIError(http.StatusServiceUnavailable, "too_many_sessions", "too many playback sessions (playback.max_sessions = %d); retry later", pc.MaxSessions)
+		return errTooManySessions(pc)
 	}
 	url := "/v1/play/" + sess.token
 	c.w.Header().Set("Location", url)

@@ -406,6 +406,7 @@ func (s *Server) release() error {
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
 	}
+	s.play.closeAll()
 	return s.audit.Load().Close()
 }
 
