@@ -351,7 +351,7 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 				_ = c.SetWriteDeadline(time.Time{})
 			}
 		},
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.listenMu.Lock()
 	s.servers = append(s.servers, srv)
