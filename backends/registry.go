@@ -3,6 +3,7 @@ package backends
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +16,10 @@ type Instance struct {
 	// the Error.Backend of the backend's errors. Openers use the type when
 	// it is empty (a backend opened by a command, outside a configuration).
 	Name string
+	// Logger receives the backend's log records: the daemon passes its
+	// own, so that they share its format, level and destination. nil
+	// means slog.Default() (a command's stderr).
+	Logger *slog.Logger
 }
 
 // NameOr returns in.Name, or typ when it is empty.
@@ -23,6 +28,14 @@ func (in Instance) NameOr(typ string) string {
 		return typ
 	}
 	return in.Name
+}
+
+// Log returns in.Logger, or slog.Default() when it is nil.
+func (in Instance) Log() *slog.Logger {
+	if in.Logger == nil {
+		return slog.Default()
+	}
+	return in.Logger
 }
 
 // Scheme is a key-reference scheme (the "scheme:" of a reference) that a

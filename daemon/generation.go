@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -41,6 +42,11 @@ type generation struct {
 
 	// owners says which tenant owns each backend key (ownership.go).
 	owners *ownership
+	// Interrupted uploads found while building (certstore.go): completed
+	// ones to rewrite, abandoned ones to remove, and those still pending
+	// (their backend did not answer), by tenant and id.
+	completed, abandoned []*uploadRecord
+	pending              map[string]*uploadRecord
 
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
@@ -48,6 +54,7 @@ type generation struct {
 	stores map[string]storage.Store // recording storage by name (playback)
 
 	stopHealth context.CancelFunc
+	readAhead  *envelope.Budget // shared by the streams (limits.read_ahead_bytes)
 
 	mu      sync.Mutex
 	refs    int
@@ -107,7 +114,7 @@ func (k *tenantKey) cert() *x509.Certificate {
 // unavailable when the generation was built.
 func (k *tenantKey) getKey(ctx context.Context, timeout time.Duration) (backends.Key, error) {
 	if k.backend == nil {
-		return nil, newAPIError(409, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
+		return nil, newAPIError(http.StatusConflict, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
 	}
 	k.keyMu.Lock()
 	defer k.keyMu.Unlock()
@@ -201,6 +208,8 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
 		owners:         newOwnership(),
+		readAhead:      envelope.NewBudget(cfg.Limits.ReadAheadBytes),
+		pending:        map[string]*uploadRecord{},
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
@@ -212,7 +221,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
 		bc := cfg.Backends[name]
 		octx, cancel := withTimeout(ctx, 4*timeout)
-		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name}, bc.Decode)
+		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name, Logger: log}, bc.Decode)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", name, err)
@@ -246,6 +255,13 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
 		}
 		for _, u := range uploads[tc.Name] {
+			if u.Pending {
+				// An upload interrupted between its key import and its
+				// record (see reconcile in certstore.go).
+				if u = rt.reconcile(ctx, u, timeout); u == nil {
+					continue
+				}
+			}
 			s, err := u.spec()
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
@@ -273,6 +289,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			rt.index(k)
 		}
 		rt.tenants[tc.Name] = t
+	}
+	if err := rt.checkIdentifiers(); err != nil {
+		return nil, err
 	}
 	if rt.stores, err = openStores(cfg); err != nil {
 		return nil, err
@@ -421,7 +440,7 @@ func (rt *generation) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey
 		if firstErr != nil {
 			return nil, nil, firstErr
 		}
-		return nil, nil, newAPIError(409, "no_active_key", "tenant %q has no active key", t.name)
+		return nil, nil, newAPIError(http.StatusConflict, "no_active_key", "tenant %q has no active key", t.name)
 	}
 	return recips, keys, nil
 }

@@ -58,6 +58,7 @@ func init() {
 		}
 		st := probeFor(o.Probe)
 		st.opens.Add(1)
+		in.Log().Info("probe backend opened", "backend", in.Name)
 		return &probeBackend{Keystore: ks, st: st}, nil
 	})
 }

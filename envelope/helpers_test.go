@@ -13,8 +13,9 @@ import (
 	"github.com/envelopd/envelopd/internal/testenv"
 )
 
-// chunk is the envelope package's internal chunk size (boundary tests).
-const chunk = 512 << 10
+// chunk is the envelope package's chunk size, where the boundary tests
+// cut.
+const chunk = envelope.ChunkSize
 
 func cert(t testing.TB, name string) *testenv.Cert {
 	t.Helper()

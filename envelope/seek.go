@@ -26,6 +26,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/envelopd/envelopd/internal/aescbc"
 	"github.com/envelopd/envelopd/internal/gcmstream"
 )
 
@@ -219,7 +220,7 @@ func Locate(src io.ReaderAt, size int64) (*Located, error) {
 		return nil, err
 	}
 	if !r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use OpenSeekable on it)")
+		return nil, fmt.Errorf("%w (use OpenSeekable on it)", ErrNoContent)
 	}
 	l := &Located{}
 	c := r.content
@@ -440,6 +441,7 @@ type SeekOptions struct {
 type Seekable struct {
 	src    source
 	block  cipher.Block
+	cbc    *aescbc.Key // bulk CBC decryption
 	iv     [aes.BlockSize]byte
 	ctSize int64
 	size   int64
@@ -522,7 +524,11 @@ func openCBC(src source, dk *DataKey) (*Seekable, error) {
 	if size%aes.BlockSize != 0 {
 		return nil, errNotBlocks
 	}
-	s := &Seekable{src: src, block: b, ctSize: size}
+	k, err := aescbc.NewKey(dk.Key)
+	if err != nil {
+		return nil, err
+	}
+	s := &Seekable{src: src, block: b, cbc: k, ctSize: size}
 	copy(s.iv[:], dk.IV)
 	// The last two blocks: the IV of the last one, and the last one.
 	var buf [2 * aes.BlockSize]byte
@@ -769,10 +775,7 @@ func (r *cbcRange) fill() {
 		return
 	}
 	r.ctLeft -= k
-	var nextIV [aes.BlockSize]byte
-	copy(nextIV[:], buf[k-aes.BlockSize:])
-	cipher.NewCBCDecrypter(r.s.block, r.iv[:]).CryptBlocks(buf, buf)
-	r.iv = nextIV
+	r.s.cbc.DecryptCBC(&r.iv, buf, buf) // r.iv: the last ciphertext block, for the next piece
 	if r.ctLeft == 0 && r.final {
 		var last [aes.BlockSize]byte
 		copy(last[:], buf[k-aes.BlockSize:])

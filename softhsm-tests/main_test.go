@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package softhsmtests runs the pkcs11 backend against a real SoftHSM token:
 // the conformance suite (with Wycheproof vectors), concurrency, fault
 // recovery, the CLI and the daemon end to end.

@@ -140,7 +140,8 @@ func (ks *Keystore) Health(ctx context.Context) error {
 
 // Close wipes the password and the private keys held in memory, after
 // running decryptions finish. Keys obtained earlier then fail with
-// ErrClosed. Close is idempotent.
+// ErrClosed. Close is idempotent. (Keys of entries deleted or replaced
+// before were wiped then; see Delete.)
 func (ks *Keystore) Close() error {
 	ks.writeMu.Lock()
 	defer ks.writeMu.Unlock()
@@ -249,6 +250,9 @@ func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, o backends.Decrypt
 		return fail(backends.ErrClosed)
 	}
 	priv := k.e.key
+	if wiped(priv) {
+		return fail(fmt.Errorf("%w: entry %q was deleted or its key replaced since this key was looked up", backends.ErrNotFound, k.e.alias))
+	}
 	switch o.Padding {
 	case backends.PKCS1v15:
 		if o.SessionKeyLen > 0 {

@@ -195,10 +195,14 @@ func TestFaultInjectedWrite(t *testing.T) {
 	ks := newTestKeystore(t)
 	importN(t, ks, "k", 2)
 	before, _ := os.ReadFile(ks.Path())
-	for _, limit := range []int{0, 1, 50, len(before) / 2, len(before) - 1} {
-		testHookWriter = func(w io.Writer) io.Writer { return &faultWriter{w, limit} }
-		_, err := ks.Retire(t.Context(), "k0")
-		testHookWriter = nil
+	limit := 0
+	faulty, err := Open(t.Context(), ks.Path(), []byte("test password"), withWriteWrapper(func(w io.Writer) io.Writer { return &faultWriter{w, limit} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer faulty.Close()
+	for _, limit = range []int{0, 1, 50, len(before) / 2, len(before) - 1} {
+		_, err := faulty.Retire(t.Context(), "k0")
 		if err == nil || !strings.Contains(err.Error(), "injected write fault") {
 			t.Fatalf("limit %d: Retire = %v; want the injected fault", limit, err)
 		}
@@ -206,7 +210,7 @@ func TestFaultInjectedWrite(t *testing.T) {
 		if string(after) != string(before) {
 			t.Fatalf("limit %d: keystore changed after a failed write", limit)
 		}
-		if e, _ := ks.Entry("k0"); e.State != StateActive {
+		if e, _ := faulty.Entry("k0"); e.State != StateActive {
 			t.Fatalf("limit %d: in-memory state changed after a failed write", limit)
 		}
 		ks2, err := Open(t.Context(), ks.Path(), []byte("test password"))

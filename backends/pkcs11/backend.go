@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11
 
 import (
@@ -18,97 +20,8 @@ import (
 	"github.com/envelopd/envelopd/internal/secret"
 )
 
-// Type is the registered backend type.
-const Type = "pkcs11"
-
-// Defaults for Options.
-const (
-	DefaultMaxSessions    = 8
-	DefaultWaitTimeout    = 10 * time.Second
-	DefaultReinitInterval = 5 * time.Second
-)
-
 func init() {
 	backends.Register(Type, []backends.Scheme{{Name: Type, Attributes: true}}, Open)
-}
-
-// Options configure a PKCS#11 backend ([backends.NAME] with type = "pkcs11").
-type Options struct {
-	// Module is the path of the PKCS#11 library (.so). Required.
-	Module string `toml:"module"`
-	// Exactly one of TokenLabel, TokenSerial and Slot chooses the token.
-	TokenLabel  string `toml:"token_label"`
-	TokenSerial string `toml:"token_serial"`
-	Slot        *uint  `toml:"slot"`
-	// PIN is a secret reference (env:NAME, file:PATH, pass:VALUE) to the
-	// user PIN. Required.
-	PIN string `toml:"pin"`
-	// MaxSessions bounds the pool (default 8).
-	MaxSessions int `toml:"max_sessions"`
-	// WaitTimeout bounds how long a request waits for a free session, as a
-	// Go duration ("10s", the default).
-	WaitTimeout string `toml:"wait_timeout"`
-	// ReinitInterval is the least time between two re-initialisations of
-	// the module after the token or library failed ("5s", the default).
-	ReinitInterval string `toml:"reinit_interval"`
-}
-
-type config struct {
-	module             string
-	tokenLabel, serial string
-	slot               *uint
-	pinRef             string
-	maxSessions        int
-	wait, reinitEvery  time.Duration
-}
-
-func (o Options) validate() (config, error) {
-	c := config{module: o.Module, tokenLabel: o.TokenLabel, serial: o.TokenSerial, slot: o.Slot, pinRef: o.PIN,
-		maxSessions: o.MaxSessions, wait: DefaultWaitTimeout, reinitEvery: DefaultReinitInterval}
-	if c.module == "" {
-		return c, errors.New("module is required (the path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so)")
-	}
-	var set []string
-	if o.TokenLabel != "" {
-		set = append(set, "token_label")
-	}
-	if o.TokenSerial != "" {
-		set = append(set, "token_serial")
-	}
-	if o.Slot != nil {
-		set = append(set, "slot")
-	}
-	switch len(set) {
-	case 0:
-		return c, errors.New("choose the token with exactly one of token_label, token_serial or slot")
-	case 1:
-	default:
-		return c, fmt.Errorf("choose the token with exactly one of token_label, token_serial or slot, not %s", strings.Join(set, " and "))
-	}
-	if o.PIN == "" {
-		return c, errors.New("pin is required, as a secret reference (env:NAME, file:PATH or pass:VALUE)")
-	}
-	if err := secret.Validate(o.PIN); err != nil {
-		return c, fmt.Errorf("pin: %w", err)
-	}
-	if c.maxSessions == 0 {
-		c.maxSessions = DefaultMaxSessions
-	}
-	if c.maxSessions < 1 || c.maxSessions > 1024 {
-		return c, fmt.Errorf("max_sessions %d is out of range 1..1024", o.MaxSessions)
-	}
-	var err error
-	if o.WaitTimeout != "" {
-		if c.wait, err = time.ParseDuration(o.WaitTimeout); err != nil || c.wait <= 0 {
-			return c, fmt.Errorf("wait_timeout %q: want a positive duration such as \"10s\"", o.WaitTimeout)
-		}
-	}
-	if o.ReinitInterval != "" {
-		if c.reinitEvery, err = time.ParseDuration(o.ReinitInterval); err != nil || c.reinitEvery < 0 {
-			return c, fmt.Errorf("reinit_interval %q: want a duration such as \"5s\"", o.ReinitInterval)
-		}
-	}
-	return c, nil
 }
 
 // Backend is a PKCS#11 token used as an envelopd key store. It is safe for
@@ -323,8 +236,6 @@ func (b *Backend) isClosed() bool {
 	return b.closed
 }
 
-var errClosed = fmt.Errorf("%w", backends.ErrClosed)
-
 // slotLocked returns the slot of the configured token, resolving it again
 // after a module re-initialisation (slot numbers may change when a token is
 // removed and inserted). The caller holds b.mod.mu for reading.
@@ -432,7 +343,7 @@ func (p *pool) acquire(ctx context.Context) error {
 	case p.sem <- struct{}{}:
 		return nil
 	case <-p.done:
-		return errClosed
+		return backends.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
@@ -567,7 +478,7 @@ func (b *Backend) login(c *pkcs11.Ctx, h pkcs11.SessionHandle) error {
 		return pinErr
 	}
 	if pin == nil {
-		return errClosed
+		return backends.ErrClosed
 	}
 	// Another goroutine may have logged in while we waited.
 	if info, err := c.GetSessionInfo(h); err == nil && !public(info) {
@@ -602,14 +513,14 @@ func (b *Backend) withSession(ctx context.Context, fn func(c *pkcs11.Ctx, s *ses
 			return err
 		}
 		if b.isClosed() {
-			return errClosed
+			return backends.ErrClosed
 		}
 		if err := b.pool.acquire(ctx); err != nil {
 			return err
 		}
 		if b.isClosed() {
 			b.pool.releaseSlot()
-			return errClosed
+			return backends.ErrClosed
 		}
 		seen := b.mod.gen.Load()
 		s, err := b.getSession(attempt > 0)

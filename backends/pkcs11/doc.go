@@ -72,6 +72,11 @@
 // this package never closes a session that is in use, and re-initialises
 // the library only when no call is in flight.
 //
+// Loading a module needs cgo. A build without cgo (CGO_ENABLED=0) still
+// registers the pkcs11 type and its reference scheme, but opening a backend
+// fails with [ErrNoCgo], which says so: a configuration with a pkcs11
+// backend is refused when it loads, and everything else works.
+//
 // # Security
 //
 // Generated private keys are CKA_SENSITIVE and not CKA_EXTRACTABLE; imported

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11
 
 // Unit tests that need no token. The suite against a real SoftHSM token is

@@ -66,6 +66,7 @@ type Options struct {
 // Backend is an open Transit backend.
 type Backend struct {
 	name       string
+	log        *slog.Logger
 	namespace  string
 	mount      string
 	client     *api.Client
@@ -157,7 +158,7 @@ func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error
 		return nil, cfgErr("%v", err)
 	}
 	if o.TLSSkipVerify {
-		slog.Warn("transit backend: tls_skip_verify is set: Vault's certificate is NOT verified; anyone on the network path can read session keys and tokens. Use this for tests only.", "backend", name, "address", o.Address)
+		in.Log().Warn("transit backend: tls_skip_verify is set: Vault's certificate is NOT verified; anyone on the network path can read session keys and tokens. Use this for tests only.", "backend", name, "address", o.Address)
 	}
 
 	// Build the client configuration explicitly instead of from
@@ -199,6 +200,7 @@ func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error
 
 	b := &Backend{
 		name:       name,
+		log:        in.Log(),
 		namespace:  o.Namespace,
 		mount:      o.Mount,
 		client:     client,

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package main
 
 // envelopd pkcs11 list|generate|import: prepare a PKCS#11 token (an HSM,

@@ -3,7 +3,8 @@
 # machine: it installs what the integration suites need (Debian packages and
 # the Go-built Vault and local-kms servers), then runs gofmt and vet, every
 # test in short mode under the race detector, then every test at full size
-# (multi-GiB constant-memory, load, all test vectors) without it. With
+# (multi-GiB constant-memory, load, all test vectors) without it, then in
+# short mode built with the purego tag (no assembly). With
 # ENVELOPD_REQUIRE_INTEGRATION=1 (set here) a missing SoftHSM, Vault,
 # local-kms, openssl, keytool or systemd-analyze FAILS the suite instead of
 # skipping it.
@@ -43,6 +44,11 @@ if [[ -n "$unformatted" ]]; then
 	echo "test: gofmt needed on:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+# Without cgo there is no PKCS#11, but everything else builds and the pkcs11
+# type explains itself (backends/pkcs11/nocgo_test.go).
+CGO_ENABLED=0 go build -o /dev/null ./cmd/envelopd
+CGO_ENABLED=0 go vet ./...
+CGO_ENABLED=0 go test -count=1 ./backends/pkcs11/
 
 # 4. Everything under the race detector, in short mode (smaller sizes, sampled
 #    Wycheproof vectors, heavy tests skipped).
@@ -51,4 +57,9 @@ go test -race -short -count=1 -timeout 15m ./...
 # 5. Everything again at full size without the race detector: all Wycheproof
 #    vectors, the multi-GiB constant-memory test, the daemon load test.
 go test -count=1 -timeout 15m ./...
+
+# 6. The purego build: no assembly (internal/aescbc falls back to
+#    crypto/cipher, the standard library to its generic code); same results.
+go vet -tags purego ./...
+go test -tags purego -short -count=1 -timeout 15m ./...
 echo "test: all passed"
