@@ -378,6 +378,14 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ConnContext:       connContext(kind),
+		// Streams set write deadlines (idle_timeout per write); net/http
+		// does not reset them between requests on a kept-alive
+		// connection, so clear them once a response is done.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateIdle {
+				_ = c.SetWriteDeadline(time.Time{})
+			}
+		},
 		// "OPTIONS *" goes through the client rules like any request
 		// (net/http would answer 200 itself, unaudited).
 		DisableGeneralOptionsHandler: true,
