@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
@@ -230,11 +231,28 @@ func (s *Server) handleCertUpload(c *call) error {
 	defer s.mu.Unlock()
 	rt := s.acquireGeneration()
 	defer rt.release()
+	if _, interrupted := rt.pending[t.name+"\x00"+req.ID]; interrupted {
+		// The same upload was interrupted after its key import and its
+		// backend did not answer since: reconcile now.
+		if err := s.rebuildLocked(c.r.Context(), s.cfg); err != nil {
+			return err
+		}
+		rt.release()
+		rt = s.acquireGeneration()
+		if _, still := rt.pending[t.name+"\x00"+req.ID]; still {
+			return newAPIError(http.StatusServiceUnavailable, "upload_pending", "an earlier upload of key %q was interrupted and its backend does not answer; retry later", req.ID)
+		}
+	}
 	if t = rt.tenants[t.name]; t == nil {
 		return newAPIError(http.StatusNotFound, "unknown_tenant", "no tenant %q", c.tenant)
 	}
 	for _, k := range t.keys {
 		if k.id == req.ID {
+			if sameUpload(k, req, leaf, padding) {
+				// A retry of an upload that is done (the client may have
+				// lost the answer, or the daemon died before giving it).
+				return c.writeJSON(http.StatusOK, t.describe(k))
+			}
 			return newAPIError(http.StatusConflict, "exists", "tenant %q already has a key %q", t.name, req.ID)
 		}
 		if kc := k.cert(); kc != nil && bytes.Equal(kc.Raw, leaf.Raw) {
@@ -290,6 +308,14 @@ func (s *Server) handleCertUpload(c *call) error {
 			return newAPIError(http.StatusBadRequest, "bad_key_ref", "key %q: a new key is named by a plain name (an alias, label or key name), not a reference with a scheme", ref)
 		}
 	}
+	// The certificate's recipient identifiers must not name another key.
+	if k := rt.identifierClash(leaf, leafPub); k != nil {
+		if k.tenant != t.name {
+			allowed = false
+		} else if allowed {
+			return newAPIError(http.StatusConflict, "identifier_conflict", "the certificate has the issuer and serial number or subject key identifier of key %q, which is another key: recipients could not be told apart", k.id)
+		}
+	}
 	ev := c.event()
 	ev.KeyID = req.ID
 	if bs != nil {
@@ -297,7 +323,6 @@ func (s *Server) handleCertUpload(c *call) error {
 	}
 	if !allowed {
 		s.log.Warn("certificate upload refused: the key is not the tenant's", "client", c.id.name, "tenant", t.name, "backend", req.Backend, "key", ref, "request_id", c.reqID)
-		s.metrics.Error("not_key_owner")
 		ev.Outcome = "denied"
 		ev.Error = "not_key_owner"
 		if err := s.logAudit(ev); err != nil {
@@ -337,6 +362,28 @@ func (s *Server) handleCertUpload(c *call) error {
 	return errors.New("uploaded key missing after rebuild")
 }
 
+// sameUpload reports whether req asks for what k already is: an uploaded
+// key with the same certificate, backend, key reference, padding and state.
+func sameUpload(k *tenantKey, req *uploadRequest, leaf *x509.Certificate, padding backends.Padding) bool {
+	if k.source != "upload" || k.cert() == nil || !bytes.Equal(k.cert().Raw, leaf.Raw) || k.padding != padding || k.state != req.State || k.useKeyID != req.KeyID {
+		return false
+	}
+	if k.backend == nil || req.Backend == "" {
+		return k.backend == nil && req.Backend == ""
+	}
+	if k.backend.name != req.Backend {
+		return false
+	}
+	if req.PrivateKey != "" {
+		// The key it brings is the certificate's, and the certificate is
+		// k's: the same key, whatever name the backend gave it.
+		return true
+	}
+	have, err1 := keyName(k.backend, k.ref)
+	want, err2 := keyName(k.backend, req.Key)
+	return err1 == nil && err2 == nil && have == want
+}
+
 // applyUploadLocked imports the private key (if any) and stores the upload
 // in data_dir, rebuilding the generation. s.mu is held.
 func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, imp backends.Importer, ref string, key *rsa.PrivateKey, padding backends.Padding) error {
@@ -344,20 +391,53 @@ func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain
 	if bs != nil {
 		u.Backend = bs.name
 	}
+	dir := s.cfg.Server.DataDir
+	undo := func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) }
 	if key != nil {
+		// Crash safety (see reconcile in certstore.go): a pending record
+		// first, then the import, then the final record.
+		u.CreatedKey, u.Pending = true, true
+		if err := saveUpload(dir, u); err != nil {
+			return fmt.Errorf("data_dir: %w", err)
+		}
+		testHookUpload("pending")
 		ctx, cancel := withTimeout(c.r.Context(), c.rt.cfg.Limits.BackendTimeout.Duration)
 		info, err := imp.ImportKey(ctx, backends.ImportRequest{Name: ref, Key: key, Chain: chain})
 		cancel()
 		if err != nil {
+			undo(dir)
 			return fmt.Errorf("importing the private key: %w", err)
 		}
+		testHookUpload("imported")
+		u.Pending = false
 		if info.Ref != "" {
 			u.Key = info.Ref
 		}
-		u.CreatedKey = true
+		undo = func(dataDir string) {
+			// The key was created by this request a moment ago and nothing
+			// uses it: take it out again where the backend can.
+			_ = removeUpload(dataDir, t.name, u.ID)
+			if d, ok := bs.b.(backends.Deleter); ok {
+				ctx, cancel := withTimeout(context.WithoutCancel(c.r.Context()), c.rt.cfg.Limits.BackendTimeout.Duration)
+				err := d.DeleteKey(ctx, u.Key)
+				cancel()
+				if err == nil {
+					return
+				}
+				s.log.Error("a failed upload left its imported key in the backend", "tenant", t.name, "id", u.ID, "backend", bs.name, "key", u.Key, "error", err)
+			} else {
+				s.log.Warn("a failed upload left its imported key in the backend (it cannot delete keys)", "tenant", t.name, "id", u.ID, "backend", bs.name, "key", u.Key)
+			}
+		}
 	}
-	return s.changeUploadsLocked(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) })
+	return s.changeUploadsLocked(c, func(dataDir string) error { return saveUpload(dataDir, u) }, undo)
 }
+
+// testHookUpload, when set (tests), is called at the steps of an upload
+// with a private key: "pending" (record written, nothing imported) and
+// "imported" (key in the backend, final record not yet written). A test
+// panics there to simulate a daemon killed at that point.
+var testHookUpload = func(step string) {}
 
 // changeUploads applies a change to data_dir and rebuilds the generation; if
 // the rebuild fails the change is undone and the error returned (a key that

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/daemon/audit"
 	"github.com/envelopd/envelopd/internal/atomicfile"
 	"github.com/envelopd/envelopd/internal/pki"
 )
@@ -38,12 +41,16 @@ type uploadRecord struct {
 	Key     string `json:"key,omitempty"`
 	// CreatedKey: this upload imported its private key, creating the
 	// backend key Key, owned by Tenant.
-	CreatedKey bool      `json:"created_key,omitempty"`
-	Padding    string    `json:"padding"`
-	State      string    `json:"state"`
-	KeyID      bool      `json:"keyid,omitempty"`
-	Chain      string    `json:"chain"` // PEM, leaf first
-	Created    time.Time `json:"created"`
+	CreatedKey bool `json:"created_key,omitempty"`
+	// Pending: written before the import of the private key, replaced
+	// once the key is in the backend. A record still pending when the
+	// daemon starts is reconciled (see reconcile).
+	Pending bool      `json:"pending,omitempty"`
+	Padding string    `json:"padding"`
+	State   string    `json:"state"`
+	KeyID   bool      `json:"keyid,omitempty"`
+	Chain   string    `json:"chain"` // PEM, leaf first
+	Created time.Time `json:"created"`
 
 	file string // where it was read from (messages)
 }
@@ -144,6 +151,94 @@ func removeUpload(dataDir, tenant, id string) error {
 		return err
 	}
 	return atomicfile.SyncDir(dir)
+}
+
+// Crash safety of uploads with a private key. The upload writes its record
+// with Pending set first, then imports the key, then rewrites the record
+// without Pending. A daemon killed between the import and the final record
+// leaves a pending record and a key in the backend that nothing uses yet.
+// Every generation build (start, reload, certificate change) reconciles
+// such records: if the backend has the key and it is the certificate's,
+// the upload is completed (it becomes a key of the tenant, as if the final
+// write had happened); if the backend does not have it, the import never
+// happened and the record is removed; if the backend does not answer, the
+// record stays pending (its key name stays the tenant's) until a later
+// build. Retrying the same upload (same id, certificate, backend, key,
+// padding and state) after that answers 200 with the key, so a client that
+// lost the answer can simply retry. Reconciliation is logged and audited
+// (op certificates_reconcile, client "envelopd").
+
+// reconcile decides a pending record while a generation is built: it
+// returns the record to load (completed), or nil (abandoned, or still
+// pending; see above). Nothing is written here; the Server writes the
+// outcome after the generation is installed (settleUploads).
+func (rt *generation) reconcile(ctx context.Context, u *uploadRecord, timeout time.Duration) *uploadRecord {
+	keep := func(why string, err error) *uploadRecord {
+		rt.log.Warn("interrupted certificate upload: left pending", "tenant", u.Tenant, "id", u.ID, "backend", u.Backend, "key", u.Key, "reason", why, "error", err)
+		rt.pending[u.Tenant+"\x00"+u.ID] = u
+		if bs, ok := rt.backends[u.Backend]; ok {
+			if name, err := keyName(bs, u.Key); err == nil {
+				var pub *rsa.PublicKey
+				if chain, err := pki.ParseCertificates([]byte(u.Chain)); err == nil && len(chain) > 0 {
+					pub, _ = chain[0].PublicKey.(*rsa.PublicKey)
+				}
+				// A conflict surfaces when the upload completes.
+				_ = rt.owners.claim(name, pub, keyOwner{tenant: u.Tenant, keyID: u.ID, source: "interrupted upload, " + u.file})
+			}
+		}
+		return nil
+	}
+	bs, ok := rt.backends[u.Backend]
+	if !ok {
+		return keep("its backend is not configured", nil)
+	}
+	chain, err := pki.ParseCertificates([]byte(u.Chain))
+	if err != nil || len(chain) == 0 {
+		return keep("its certificate does not parse", err)
+	}
+	kctx, cancel := withTimeout(ctx, timeout)
+	key, err := bs.b.Key(kctx, u.Key)
+	cancel()
+	switch {
+	case errors.Is(err, backends.ErrNotFound):
+		rt.log.Warn("interrupted certificate upload: the key was never imported; removing the record", "tenant", u.Tenant, "id", u.ID, "backend", u.Backend, "key", u.Key)
+		rt.abandoned = append(rt.abandoned, u)
+		return nil
+	case err != nil:
+		return keep("the backend does not answer", err)
+	case !key.Public().Equal(chain[0].PublicKey):
+		rt.log.Warn("interrupted certificate upload: the backend key of that name is another key; removing the record", "tenant", u.Tenant, "id", u.ID, "backend", u.Backend, "key", u.Key)
+		rt.abandoned = append(rt.abandoned, u)
+		return nil
+	}
+	rt.log.Warn("interrupted certificate upload: the key was imported; completing the upload", "tenant", u.Tenant, "id", u.ID, "backend", u.Backend, "key", u.Key)
+	done := *u
+	done.Pending = false
+	rt.completed = append(rt.completed, &done)
+	return &done
+}
+
+// settleUploads writes what building rt decided about interrupted uploads,
+// and audits it. s.mu is held (or the Server is not serving yet).
+func (s *Server) settleUploads(rt *generation) {
+	dir := rt.cfg.Server.DataDir
+	note := func(u *uploadRecord, outcome, code string, err error) {
+		if err != nil {
+			s.log.Error("interrupted certificate upload: cannot update data_dir (tried again at the next reload)", "tenant", u.Tenant, "id", u.ID, "error", err)
+			outcome, code = "error", "data_dir"
+		}
+		ev := audit.Event{Time: time.Now().UTC(), Client: "envelopd", Op: "certificates_reconcile", Tenant: u.Tenant, KeyID: u.ID, Backend: u.Backend, Outcome: outcome, Error: code}
+		if err := s.logAudit(ev); err != nil {
+			s.log.Error("audit log write failed", "error", err)
+		}
+	}
+	for _, u := range rt.completed {
+		note(u, "ok", "", saveUpload(dir, u))
+	}
+	for _, u := range rt.abandoned {
+		note(u, "error", "never_imported", removeUpload(dir, u.Tenant, u.ID))
+	}
+	rt.completed, rt.abandoned = nil, nil
 }
 
 func chainPEM(chain []*x509.Certificate) string {

@@ -46,13 +46,21 @@ func (s *Server) handleDecrypt(c *call) error {
 		if rerr != nil {
 			return rerr
 		}
+		rd.Budget = c.rt.readAhead
+		if rd.Header().ContentPresent {
+			return errContentInHeader
+		}
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
 		rd, rerr := envelope.NewReader(in)
 		if rerr != nil {
 			return rerr
 		}
+		if !rd.Header().ContentPresent {
+			return errNoContent
+		}
 		defer c.stageGCM(rd)() // runs after pt.Close
+		rd.Budget = c.rt.readAhead
 		pt, err = rd.Decrypt(res)
 	}
 	if err != nil {

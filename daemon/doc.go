@@ -21,6 +21,7 @@
 //	                                           If-Range, ETag; the token is the only credential
 //	GET    /v1/health                          liveness and backend readiness (503 when a
 //	                                           backend some key needs is down)
+//	GET    /v1/openapi.json                    the OpenAPI 3.1 document of this API (openapi.json)
 //	GET    /metrics                            Prometheus metrics
 //
 // Errors are JSON {"error":{"code":"...","message":"..."}}; the mapping from
@@ -58,7 +59,9 @@
 // Retry-After beyond), of which at most limits.max_streams_per_client for
 // one client and limits.max_streams_per_tenant for one tenant (429). The
 // limits live in the Server, not in a generation, so reloads and uploads
-// never reset them. A request
+// never reset them. Each stream holds one 512 KiB chunk, plus what the
+// streams read ahead together within limits.read_ahead_bytes (an
+// envelope.Budget of the configuration generation). A request
 // with a Content-Length gets definite-length DER; a chunked one BER with
 // indefinite lengths. When a stream fails after the response started, the
 // daemon breaks the transfer (no terminating chunk), so a client sees an

@@ -41,7 +41,7 @@ func (s *Server) handleEncrypt(c *call) error {
 	length := c.r.ContentLength // -1 when chunked: BER with indefinite lengths
 	in := c.streamBody()
 	c.startDuplex()
-	ew, err := envelope.Encrypt(c.w, recips, &envelope.Options{Cipher: ciph, Length: length})
+	ew, err := envelope.Encrypt(c.w, recips, &envelope.Options{Cipher: ciph, Length: length, Budget: c.rt.readAhead})
 	if err != nil {
 		c.auditOutcome(nil, ids, 0, err)
 		return err

@@ -42,6 +42,11 @@ type generation struct {
 
 	// owners says which tenant owns each backend key (ownership.go).
 	owners *ownership
+	// Interrupted uploads found while building (certstore.go): completed
+	// ones to rewrite, abandoned ones to remove, and those still pending
+	// (their backend did not answer), by tenant and id.
+	completed, abandoned []*uploadRecord
+	pending              map[string]*uploadRecord
 
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
@@ -49,6 +54,7 @@ type generation struct {
 	stores map[string]storage.Store // recording storage by name (playback)
 
 	stopHealth context.CancelFunc
+	readAhead  *envelope.Budget // shared by the streams (limits.read_ahead_bytes)
 
 	mu      sync.Mutex
 	refs    int
@@ -211,6 +217,8 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
 		owners:         newOwnership(),
+		readAhead:      envelope.NewBudget(cfg.Limits.ReadAheadBytes),
+		pending:        map[string]*uploadRecord{},
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
@@ -256,6 +264,13 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
 		}
 		for _, u := range uploads[tc.Name] {
+			if u.Pending {
+				// An upload interrupted between its key import and its
+				// record (see reconcile in certstore.go).
+				if u = rt.reconcile(ctx, u, timeout); u == nil {
+					continue
+				}
+			}
 			s, err := u.spec()
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
@@ -283,6 +298,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			rt.index(k)
 		}
 		rt.tenants[tc.Name] = t
+	}
+	if err := rt.checkIdentifiers(); err != nil {
+		return nil, err
 	}
 	if rt.stores, err = openStores(cfg); err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ import (
 	"net/http"
 
 	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/internal/pki"
 )
 
 // keyOwner says which tenant owns a backend key, and where that is said.
@@ -93,6 +94,44 @@ func (ow *ownership) claim(name string, pub *rsa.PublicKey, o keyOwner) error {
 		return fmt.Errorf("%s and %s hold the same key pair: a backend key belongs to at most one tenant; give each tenant its own key", prev, o)
 	} else if !ok {
 		ow.byPublic[id] = o
+	}
+	return nil
+}
+
+// identifierClash returns a key of rt that the recipient identifiers of
+// leaf (issuer and serial number, subject key identifier) would also name
+// but that has another public key, or nil. Keys are found by those
+// identifiers (the resolver takes the first one the client may use), so a
+// certificate carrying another key's identifiers would stand in front of
+// that key.
+func (rt *generation) identifierClash(leaf *x509.Certificate, pub *rsa.PublicKey) *tenantKey {
+	lists := [][]*tenantKey{rt.byIssuerSerial[issuerSerialKey(leaf.RawIssuer, leaf.SerialNumber)], rt.bySKI[string(pki.SubjectKeyID(pub))]}
+	if len(leaf.SubjectKeyId) > 0 {
+		lists = append(lists, rt.bySKI[string(leaf.SubjectKeyId)])
+	}
+	for _, l := range lists {
+		for _, k := range l {
+			if !k.public.Equal(pub) {
+				return k
+			}
+		}
+	}
+	return nil
+}
+
+// checkIdentifiers fails when keys of two tenants with different public
+// keys share a recipient identifier (see identifierClash).
+func (rt *generation) checkIdentifiers() error {
+	for _, index := range []map[string][]*tenantKey{rt.byIssuerSerial, rt.bySKI} {
+		for _, ks := range index {
+			for i, k := range ks {
+				for _, o := range ks[i+1:] {
+					if k.tenant != o.tenant && !k.public.Equal(o.public) {
+						return fmt.Errorf("tenant %q key %q and tenant %q key %q have certificates with the same issuer and serial number or subject key identifier but different keys: recipients could not be told apart; fix the certificates", k.tenant, k.id, o.tenant, o.id)
+					}
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -135,6 +135,9 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 	}
 	sess.etag = playETag(tc.Storage, sess.obj)
 	sess.staging = c.rt.cfg.Playback.StagingDir
+	if sess.staging == "" {
+		sess.staging = c.rt.cfg.Server.StagingDir
+	}
 	// A GCM recording is read whole at creation: take a stream slot.
 	done, err := c.acquireStream(sess.tenant)
 	if err != nil {
@@ -273,7 +276,7 @@ func (s *Server) openRecording(c *call, sess *playSession) (*envelope.DataKey, *
 		if dk, err = l.UnwrapKey(res); err != nil {
 			return nil, nil, res.used, err
 		}
-		sk, err = l.OpenSeekable(src, dk, &envelope.SeekOptions{TempDir: sess.staging})
+		sk, err = l.OpenSeekable(src, dk, c.seekOptions(sess.staging))
 	}
 	if err != nil {
 		clear(dk.Key)

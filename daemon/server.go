@@ -108,6 +108,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.install(rt)
+	s.settleUploads(rt)
 	s.cfg = cfg
 	s.setStreamLimits(cfg)
 	s.metrics.ConfigLoaded(time.Now())
@@ -271,6 +272,7 @@ func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	s.install(rt)
+	s.settleUploads(rt)
 	return nil
 }
 
@@ -343,7 +345,10 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ConnContext:       connContext(kind),
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// "OPTIONS *" goes through the client rules like any request
+		// (net/http would answer 200 itself, unaudited).
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.listenMu.Lock()
 	s.servers = append(s.servers, srv)

@@ -55,21 +55,17 @@ func (s *staging) inUse() int64 {
 var errStagingFull = &apiError{status: http.StatusServiceUnavailable, code: "staging_full",
 	message: "the staging area for AES-GCM content is full (limits.max_staging_bytes); retry later"}
 
-// stageGCM makes rd stage AES-GCM ciphertext in staging_dir, at most
-// max_staging_bytes_per_stream for this call (413 beyond) and within the
-// process-wide max_staging_bytes (503 beyond). The returned done gives the
-// call's staged bytes back: defer it before the plaintext reader's Close,
-// so that it runs after it. A streamed endpoint that decrypts a complete
-// envelope calls it right after envelope.NewReader.
-func (c *call) stageGCM(rd *envelope.Reader) (done func()) {
-	lim := c.rt.cfg.Limits
-	rd.TempDir = c.rt.cfg.Server.StagingDir
-	rd.StageLimit = lim.MaxStagingBytesPerStream
+// stageBudget is where and how much AES-GCM ciphertext the codec may stage
+// for this call: in staging_dir, at most max_staging_bytes_per_stream (413
+// beyond) and within the process-wide max_staging_bytes (503 beyond, charged
+// through stage). release gives the call's staged bytes back; it is
+// idempotent.
+func (c *call) stageBudget() (dir string, limit int64, stage func(n int64) error, release func()) {
 	var (
 		mu     sync.Mutex
 		staged int64
 	)
-	rd.Stage = func(n int64) error {
+	stage = func(n int64) error {
 		if !c.s.staging.reserve(n) {
 			return errStagingFull
 		}
@@ -78,11 +74,40 @@ func (c *call) stageGCM(rd *envelope.Reader) (done func()) {
 		mu.Unlock()
 		return nil
 	}
-	return func() {
+	release = func() {
 		mu.Lock()
 		defer mu.Unlock()
 		c.s.staging.release(staged)
 		staged = 0
+	}
+	return c.rt.cfg.Server.StagingDir, c.rt.cfg.Limits.MaxStagingBytesPerStream, stage, release
+}
+
+// stageGCM makes rd stage within the call's budget (see stageBudget). The
+// returned done gives the staged bytes back: defer it before the plaintext
+// reader's Close, so that it runs after it. A streamed endpoint that
+// decrypts a complete envelope calls it right after envelope.NewReader.
+func (c *call) stageGCM(rd *envelope.Reader) (done func()) {
+	var release func()
+	rd.TempDir, rd.StageLimit, rd.Stage, release = c.stageBudget()
+	return release
+}
+
+// seekOptions are SeekOptions within the staging limits, for a GCM
+// Seekable (playback): staged in dir, at most max_staging_bytes_per_stream
+// (413 beyond), charged to max_staging_bytes (503 beyond) until the
+// Seekable is closed, whenever that is.
+func (c *call) seekOptions(dir string) *envelope.SeekOptions {
+	return &envelope.SeekOptions{
+		TempDir:    dir,
+		StageLimit: c.rt.cfg.Limits.MaxStagingBytesPerStream,
+		Stage: func(n int64) error {
+			if !c.s.staging.reserve(n) {
+				return errStagingFull
+			}
+			return nil
+		},
+		Unstage: c.s.staging.release,
 	}
 }
 

@@ -24,7 +24,9 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 
+	"github.com/envelopd/envelopd/internal/aescbc"
 	"github.com/envelopd/envelopd/internal/gcmstream"
 )
 
@@ -218,7 +220,7 @@ func Locate(src io.ReaderAt, size int64) (*Located, error) {
 		return nil, err
 	}
 	if !r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use OpenSeekable on it)")
+		return nil, fmt.Errorf("%w (use OpenSeekable on it)", ErrNoContent)
 	}
 	l := &Located{}
 	c := r.content
@@ -410,6 +412,15 @@ type SeekOptions struct {
 	// TempDir is where GCM ciphertext is staged (see Seekable); empty
 	// means os.TempDir().
 	TempDir string
+	// StageLimit and Stage bound the GCM ciphertext staged, as
+	// Reader.StageLimit and Reader.Stage do: a content larger than
+	// StageLimit is ErrStageLimit, and Stage is asked for the content's
+	// size before staging starts. Unstage, if set, gets that size back once
+	// the staged copy is gone: when OpenSeekable fails after Stage
+	// accepted, or at the Seekable's (or a copy's) first Close.
+	StageLimit int64
+	Stage      func(n int64) error
+	Unstage    func(n int64)
 }
 
 // Seekable is random access to the plaintext of CBC or GCM content.
@@ -430,12 +441,16 @@ type SeekOptions struct {
 type Seekable struct {
 	src    source
 	block  cipher.Block
+	cbc    *aescbc.Key // bulk CBC decryption
 	iv     [aes.BlockSize]byte
 	ctSize int64
 	size   int64
 	pad    int
 	gcm    bool
 	staged *os.File
+	// unstage gives the staged bytes back (SeekOptions.Unstage), once,
+	// shared by the copies WithSource makes; nil for CBC.
+	unstage func()
 }
 
 // OpenSeekable returns random access to the plaintext of raw CBC
@@ -475,7 +490,26 @@ func (l *Located) OpenSeekable(src io.ReaderAt, dk *DataKey, o *SeekOptions) (*S
 	if o == nil {
 		o = &SeekOptions{}
 	}
-	return l.stageGCM(s, dk, o.TempDir)
+	if o.StageLimit > 0 && s.m.size > o.StageLimit {
+		return nil, fmt.Errorf("%w (%d bytes)", ErrStageLimit, o.StageLimit)
+	}
+	if o.Stage != nil {
+		if err := o.Stage(s.m.size); err != nil {
+			return nil, fmt.Errorf("envelope: staging AES-GCM content: %w", err)
+		}
+	}
+	unstage := func() {}
+	if o.Unstage != nil {
+		size := s.m.size
+		unstage = sync.OnceFunc(func() { o.Unstage(size) })
+	}
+	sk, err := l.stageGCM(s, dk, o.TempDir)
+	if err != nil {
+		unstage()
+		return nil, err
+	}
+	sk.unstage = unstage
+	return sk, nil
 }
 
 func openCBC(src source, dk *DataKey) (*Seekable, error) {
@@ -490,7 +524,11 @@ func openCBC(src source, dk *DataKey) (*Seekable, error) {
 	if size%aes.BlockSize != 0 {
 		return nil, errNotBlocks
 	}
-	s := &Seekable{src: src, block: b, ctSize: size}
+	k, err := aescbc.NewKey(dk.Key)
+	if err != nil {
+		return nil, err
+	}
+	s := &Seekable{src: src, block: b, cbc: k, ctSize: size}
 	copy(s.iv[:], dk.IV)
 	// The last two blocks: the IV of the last one, and the last one.
 	var buf [2 * aes.BlockSize]byte
@@ -593,7 +631,11 @@ func (s *Seekable) WithSource(src io.ReaderAt) *Seekable {
 // Close releases the staged copy of GCM content. CBC needs no Close.
 func (s *Seekable) Close() error {
 	if s.staged != nil {
-		return s.staged.Close()
+		err := s.staged.Close()
+		if s.unstage != nil {
+			s.unstage()
+		}
+		return err
 	}
 	return nil
 }
@@ -733,10 +775,7 @@ func (r *cbcRange) fill() {
 		return
 	}
 	r.ctLeft -= k
-	var nextIV [aes.BlockSize]byte
-	copy(nextIV[:], buf[k-aes.BlockSize:])
-	cipher.NewCBCDecrypter(r.s.block, r.iv[:]).CryptBlocks(buf, buf)
-	r.iv = nextIV
+	r.s.cbc.DecryptCBC(&r.iv, buf, buf) // r.iv: the last ciphertext block, for the next piece
 	if r.ctLeft == 0 && r.final {
 		var last [aes.BlockSize]byte
 		copy(last[:], buf[k-aes.BlockSize:])

@@ -60,3 +60,49 @@ func TestGCMStageLimit(t *testing.T) {
 		t.Fatalf("Stage refused: %v; want its error", err)
 	}
 }
+
+// TestSeekableStageLimit: a GCM Seekable obeys the same limits.
+func TestSeekableStageLimit(t *testing.T) {
+	c := cert(t, "alice")
+	pt := payload(chunk + 7)
+	env := encrypt(t, pt, []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Cipher: envelope.AES256GCM, Length: int64(len(pt))})
+	l, err := envelope.Locate(bytes.NewReader(env), int64(len(env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err := l.UnwrapKey(ids(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.OpenSeekable(bytes.NewReader(env), dk, &envelope.SeekOptions{TempDir: t.TempDir(), StageLimit: int64(len(pt)) - 1}); !errors.Is(err, envelope.ErrStageLimit) {
+		t.Fatalf("over StageLimit: %v", err)
+	}
+	full := errors.New("budget exhausted")
+	var asked int64
+	if _, err := l.OpenSeekable(bytes.NewReader(env), dk, &envelope.SeekOptions{TempDir: t.TempDir(), Stage: func(n int64) error { asked = n; return full }}); !errors.Is(err, full) || asked != int64(len(pt)) {
+		t.Fatalf("Stage refused: %v (asked for %d of %d bytes)", err, asked, len(pt))
+	}
+	var staged int64
+	o := &envelope.SeekOptions{TempDir: t.TempDir(), StageLimit: int64(len(pt)),
+		Stage: func(n int64) error { staged += n; return nil }, Unstage: func(n int64) { staged -= n }}
+	s, err := l.OpenSeekable(bytes.NewReader(env), dk, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if staged != int64(len(pt)) {
+		t.Fatalf("staged %d of %d bytes", staged, len(pt))
+	}
+	cp := s.WithSource(bytes.NewReader(env))
+	cp.Close()
+	s.Close()
+	if staged != 0 {
+		t.Fatalf("%d bytes still staged after Close (twice)", staged)
+	}
+	// A tag that does not verify gives the bytes back too.
+	bad := bytes.Clone(env)
+	bad[len(bad)-1] ^= 1
+	lb, _ := envelope.Locate(bytes.NewReader(bad), int64(len(bad)))
+	if _, err := lb.OpenSeekable(bytes.NewReader(bad), dk, o); !errors.Is(err, envelope.ErrDecrypt) || staged != 0 {
+		t.Fatalf("bad tag: %v, %d bytes still staged", err, staged)
+	}
+}

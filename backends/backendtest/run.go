@@ -63,6 +63,9 @@ func Run(t *testing.T, h Harness) {
 	if h.NewKey == nil && h.Import == nil {
 		t.Fatal("backendtest: Harness needs NewKey or Import")
 	}
+	if len(h.Paddings) == 0 {
+		t.Fatal("backendtest: Harness.Paddings is required: the paddings the backend is expected to unwrap")
+	}
 	s := &suite{h: h, sizes: h.KeySizes, keys: map[keyID]testKey{}}
 	if len(s.sizes) == 0 {
 		s.sizes = DefaultKeySizes
@@ -78,6 +81,11 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 	s.caps = s.b.Capabilities()
+	for _, p := range h.Paddings {
+		if !s.caps.Supports(p) {
+			s.missing = append(s.missing, p)
+		}
+	}
 
 	// Create every key up front, with the top-level t, so that cleanups the
 	// harness registers outlive the subtests that share the keys.
@@ -118,6 +126,19 @@ type suite struct {
 	b     backends.Backend
 	caps  backends.Capabilities
 	keys  map[keyID]testKey // written before subtests start, read-only after
+	// missing are the paddings the harness expects that the backend does
+	// not declare.
+	missing []backends.Padding
+}
+
+// expectedButMissing fails t if the harness expects p and the backend does
+// not declare it; it reports whether p is expected at all.
+func (s *suite) expectedButMissing(t *testing.T, p backends.Padding) bool {
+	t.Helper()
+	if slices.Contains(s.missing, p) {
+		t.Fatalf("the harness expects %v, but Capabilities() does not declare it (%v): a capability regression", p, s.caps.Paddings)
+	}
+	return slices.Contains(s.h.Paddings, p)
 }
 
 // newKey makes a key of bits for p in s.b and looks it up.
@@ -200,6 +221,14 @@ func maxMsg(p backends.Padding, k int) int {
 }
 
 func (s *suite) testCapabilities(t *testing.T) {
+	for _, p := range s.missing {
+		t.Errorf("the harness expects %v, but Capabilities() does not declare it (%v): a capability regression", p, s.caps.Paddings)
+	}
+	for _, p := range s.caps.Paddings {
+		if !slices.Contains(s.h.Paddings, p) {
+			t.Logf("Capabilities() declares %v beyond the harness's expected %v; tested too", p, s.h.Paddings)
+		}
+	}
 	if len(s.caps.Paddings) == 0 {
 		t.Fatal("Capabilities().Paddings is empty: a backend that unwraps nothing is useless")
 	}
@@ -225,6 +254,9 @@ func (s *suite) testCapabilities(t *testing.T) {
 }
 
 func (s *suite) testRoundTrip(t *testing.T) {
+	for _, p := range s.missing {
+		t.Run(p.String(), func(t *testing.T) { s.expectedButMissing(t, p) })
+	}
 	for _, p := range s.caps.Paddings {
 		t.Run(p.String(), func(t *testing.T) {
 			for _, bits := range s.sizes {
@@ -303,7 +335,8 @@ func badCiphertexts(t testing.TB, k testKey, p backends.Padding, msg []byte) []s
 
 func (s *suite) testPKCS1v15Failures(t *testing.T) {
 	if !s.caps.Supports(backends.PKCS1v15) {
-		t.Skip("backend does not declare pkcs1v15")
+		s.expectedButMissing(t, backends.PKCS1v15)
+		t.Skip("backend does not declare pkcs1v15, and the harness does not expect it")
 	}
 	k, bits := s.firstKey(backends.PKCS1v15)
 	ctx := ctxT(t)
@@ -357,6 +390,11 @@ func (s *suite) testPKCS1v15Failures(t *testing.T) {
 }
 
 func (s *suite) testOAEPFailures(t *testing.T) {
+	for _, p := range s.missing {
+		if p.IsOAEP() {
+			t.Run(p.String(), func(t *testing.T) { s.expectedButMissing(t, p) })
+		}
+	}
 	any := false
 	for _, p := range s.caps.Paddings {
 		if !p.IsOAEP() {
@@ -393,8 +431,8 @@ func (s *suite) testOAEPFailures(t *testing.T) {
 			}
 		})
 	}
-	if !any {
-		t.Skip("backend declares no OAEP padding")
+	if !any && !slices.ContainsFunc(s.missing, backends.Padding.IsOAEP) {
+		t.Skip("backend declares no OAEP padding, and the harness expects none")
 	}
 }
 

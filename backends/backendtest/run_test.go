@@ -114,6 +114,7 @@ func newHarness(broken string, caps ...backends.Padding) Harness {
 		caps = backends.AllPaddings
 	}
 	return Harness{
+		Paddings: caps,
 		Open: func(t testing.TB) backends.Backend {
 			return &memBackend{keys: map[string]*rsa.PrivateKey{}, broken: broken, caps: caps}
 		},
@@ -158,6 +159,11 @@ func TestMemBackendNewKey(t *testing.T) {
 func TestSuiteCatches(t *testing.T) {
 	if name := os.Getenv("BACKENDTEST_BROKEN"); name != "" {
 		h := newHarness(name)
+		if name == "lost-oaep" {
+			// The backend lost OAEP, which its harness expects.
+			h = newHarness("", backends.PKCS1v15)
+			h.Paddings = backends.AllPaddings
+		}
 		h.Short = true
 		Run(t, h)
 		return
@@ -169,6 +175,8 @@ func TestSuiteCatches(t *testing.T) {
 		{"oracle", "padding oracle"},
 		{"zero-substitute", "must be random"},
 		{"oaep-detail", "distinguishable"},
+		{"lost-oaep", "capability regression"},
+		{"lost-oaep", "--- FAIL: TestSuiteCatches/OAEPFailures"},
 		{"unnamed", `want the instance name "mem-1"`},
 	} {
 		t.Run(tc.broken, func(t *testing.T) {

@@ -28,6 +28,7 @@ func newTestKeystore(t testing.TB) *Keystore {
 func TestConformance(t *testing.T) {
 	var n atomic.Int64
 	backendtest.Run(t, backendtest.Harness{
+		Paddings: []backends.Padding{backends.PKCS1v15, backends.OAEPSHA1, backends.OAEPSHA256},
 		Open: func(t testing.TB) backends.Backend {
 			ks, err := Open(t.Context(), newTestKeystore(t).Path(), []byte("test password"), WithName("recs"))
 			if err != nil {

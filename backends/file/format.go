@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -105,6 +106,10 @@ type derived struct {
 func derive(password, salt []byte, p KDFParams) (*derived, error) {
 	ikm := argon2.IDKey(password, salt, p.Time, p.Memory, p.Threads, 32)
 	defer clear(ikm)
+	// The KDF's memory (64 MiB by default) is garbage now: hand it back to
+	// the OS at once, not when the scavenger gets to it, so that a daemon
+	// does not carry it in its resident set.
+	debug.FreeOSMemory()
 	enc, err := hkdf.Key(sha256.New, ikm, nil, "envelopd keystore v1 payload key", 32)
 	if err != nil {
 		return nil, err

@@ -171,9 +171,12 @@ func (b *Backend) Health(ctx context.Context) error {
 	return b.wrap("health", "", err)
 }
 
-// Close waits for operations in flight, closes the sessions and releases
-// the module; the last Backend on a module finalises it. Close is
-// idempotent; later operations fail with ErrClosed.
+// Close waits for operations in flight, at most 10 seconds, closes the
+// sessions and releases the module; the last Backend on a module finalises
+// it. Operations still running then (a hung token) keep their sessions and
+// the module until they end, and Close returns an error wrapping
+// ErrUnavailable saying so. Close is idempotent; later operations fail
+// with ErrClosed.
 func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
@@ -183,24 +186,48 @@ func (b *Backend) Close() error {
 		if b.mod == nil {
 			return
 		}
-		idle := b.pool.drain()
-		b.mod.mu.RLock()
-		gen := b.mod.gen.Load()
-		for _, s := range idle {
-			if s.gen == gen {
-				_ = b.mod.ctx.CloseSession(s.h)
-			}
-		}
-		b.mod.mu.RUnlock()
+		idle, busy := b.pool.drain(closeTimeout)
+		b.closeSessions(idle)
 		b.mu.Lock()
 		clear(b.pin)
 		b.pin = nil
 		b.mu.Unlock()
+		if busy > 0 {
+			// Calls that hang (a dead HSM) must not hang Close: the
+			// module is released once they end, if ever.
+			go func() {
+				b.pool.waitSlots(busy)
+				b.closeSessions(b.pool.takeIdle())
+				_ = b.mod.release()
+			}()
+			err = b.wrap("close", "", fmt.Errorf("%w: %d operations still running after %s; their sessions and the module are released when they end",
+				backends.ErrUnavailable, busy, closeTimeout))
+			return
+		}
 		if rerr := b.mod.release(); rerr != nil {
 			err = b.wrap("close", "", rerr)
 		}
 	})
 	return err
+}
+
+// closeTimeout bounds how long Close waits for operations in flight.
+var closeTimeout = 10 * time.Second
+
+// closeSessions closes sessions of the current module generation (older
+// ones died with their library).
+func (b *Backend) closeSessions(ss []*session) {
+	if len(ss) == 0 {
+		return
+	}
+	b.mod.mu.RLock()
+	defer b.mod.mu.RUnlock()
+	gen := b.mod.gen.Load()
+	for _, s := range ss {
+		if s.gen == gen {
+			_ = b.mod.ctx.CloseSession(s.h)
+		}
+	}
 }
 
 func (b *Backend) isClosed() bool {
@@ -364,18 +391,31 @@ func (p *pool) pushIdle(s *session) bool {
 	return true
 }
 
-// drain waits until no session is in use (by taking every slot) and returns
-// the idle ones.
-func (p *pool) drain() []*session {
+// drain waits until no session is in use (by taking every slot), at most
+// timeout, and returns the idle sessions and how many slots are still held
+// by operations that did not end in time (hung calls).
+func (p *pool) drain(timeout time.Duration) (idle []*session, busy int) {
 	close(p.done)
-	for range cap(p.sem) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	taken := 0
+wait:
+	for taken < cap(p.sem) {
+		select {
+		case p.sem <- struct{}{}:
+			taken++
+		case <-t.C:
+			break wait
+		}
+	}
+	return p.takeIdle(), cap(p.sem) - taken
+}
+
+// waitSlots takes n more slots, waiting as long as it takes.
+func (p *pool) waitSlots(n int) {
+	for range n {
 		p.sem <- struct{}{}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	idle := p.idle
-	p.idle = nil
-	return idle
 }
 
 // getSession returns a pooled or new logged-in session. The caller holds a

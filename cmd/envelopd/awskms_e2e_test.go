@@ -241,7 +241,9 @@ name = "bad"
 		awskmsOpen(t, env, envelope.Identity{Decrypter: filePriv, Certificate: fileCert}, msg)
 		awskmsOpen(t, env, kmsIdentity(kmsMixed), msg)
 		// And openssl, with the file key, as an independent reader.
-		if osl, err := exec.LookPath("openssl"); err == nil {
+		// (fails under ENVELOPD_REQUIRE_INTEGRATION=1 when openssl is missing).
+		t.Run("OpenSSL", func(t *testing.T) {
+			osl := testenv.OpenSSL(t)
 			envPath, keyPath, crtPath := filepath.Join(dir, "mixed.p7m"), filepath.Join(dir, "file.key"), filepath.Join(dir, "file.crt")
 			os.WriteFile(envPath, env, 0o600)
 			p8, err := x509.MarshalPKCS8PrivateKey(filePriv)
@@ -257,7 +259,7 @@ name = "bad"
 			if err != nil || !bytes.Equal(got, msg) {
 				t.Errorf("openssl cms -decrypt with the file key: %v (%d bytes): %s", err, len(got), stderr.String())
 			}
-		}
+		})
 	})
 }
 

@@ -3,9 +3,11 @@
 # machine: it installs what the integration suites need (Debian packages and
 # the Go-built Vault and local-kms servers), then runs gofmt and vet, every
 # test in short mode under the race detector, then every test at full size
-# (multi-GiB constant-memory, load, all test vectors) without it. With
+# (multi-GiB constant-memory, load, all test vectors) without it, then in
+# short mode built with the purego tag (no assembly). With
 # ENVELOPD_REQUIRE_INTEGRATION=1 (set here) a missing SoftHSM, Vault,
-# local-kms, openssl or keytool FAILS the suite instead of skipping it.
+# local-kms, openssl, keytool or systemd-analyze FAILS the suite instead of
+# skipping it.
 # .ci/run calls exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,9 +20,14 @@ command -v openssl >/dev/null || pkgs+=(openssl)
 command -v keytool >/dev/null || pkgs+=(openjdk-17-jdk-headless)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
+command -v systemd-analyze >/dev/null || pkgs+=(systemd)
 command -v rclone >/dev/null || pkgs+=(rclone)
 command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
 command -v ffmpeg >/dev/null || pkgs+=(ffmpeg)
+command -v promtool >/dev/null || pkgs+=(prometheus)
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
+command -v python3 >/dev/null || pkgs+=(python3)
 if ((${#pkgs[@]})); then
 	sudo=()
 	[[ $(id -u) -ne 0 ]] && sudo=(sudo)
@@ -34,6 +41,14 @@ fi
 export ENVELOPD_TOOLS_DIR="${ENVELOPD_TOOLS_DIR:-${HOME:-/tmp}/.cache/envelopd-tools}"
 contrib/testenv/tools.sh
 
+# 2b. The OpenAPI linter, from the npm registry, cached like the servers.
+redocly_version=2.77.0
+redocly="$ENVELOPD_TOOLS_DIR/npm/node_modules/.bin/redocly"
+if [[ ! -x "$redocly" ]] || ! "$redocly" --version 2>/dev/null | grep -qx "$redocly_version"; then
+	echo "test: installing @redocly/cli@$redocly_version"
+	npm install --no-audit --no-fund --silent --prefix "$ENVELOPD_TOOLS_DIR/npm" "@redocly/cli@$redocly_version" >/dev/null
+fi
+
 # 3. Static checks.
 export ENVELOPD_REQUIRE_INTEGRATION=1
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './contrib/testenv/*'))"
@@ -46,6 +61,7 @@ go vet ./...
 CGO_ENABLED=0 go build -o /dev/null ./cmd/envelopd
 CGO_ENABLED=0 go vet ./...
 CGO_ENABLED=0 go test -count=1 ./backends/pkcs11/
+"$redocly" lint --config daemon/redocly.yaml daemon/openapi.json
 
 # 4. Everything under the race detector, in short mode (smaller sizes, sampled
 #    Wycheproof vectors, heavy tests skipped).
@@ -54,4 +70,9 @@ go test -race -short -count=1 -timeout 15m ./...
 # 5. Everything again at full size without the race detector: all Wycheproof
 #    vectors, the multi-GiB constant-memory test, the daemon load test.
 go test -count=1 -timeout 15m ./...
+
+# 6. The purego build: no assembly (internal/aescbc falls back to
+#    crypto/cipher, the standard library to its generic code); same results.
+go vet -tags purego ./...
+go test -tags purego -short -count=1 -timeout 15m ./...
 echo "test: all passed"

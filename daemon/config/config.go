@@ -123,6 +123,7 @@ const (
 	// DefaultStagingDirName is the staging directory's name inside
 	// data_dir when staging_dir is not set.
 	DefaultStagingDirName = "staging"
+	DefaultReadAheadBytes = 16 << 20
 	// DefaultAuditLogName is the audit log's file name inside data_dir when
 	// audit_log is not set.
 	DefaultAuditLogName = "audit.log"
@@ -278,6 +279,10 @@ type Limits struct {
 	// IdleTimeout closes idle keep-alive connections, and breaks off a
 	// stream whose client neither sends nor reads for that long (default 2m).
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// ReadAheadBytes is the memory all encrypt/decrypt streams together may
+	// hold ahead of their clients, beyond one 512 KiB chunk each (default
+	// 16 MiB; 0: none, streams work synchronously).
+	ReadAheadBytes int64 `toml:"read_ahead_bytes"`
 }
 
 // StreamQuota is the default of max_streams_per_client and
@@ -390,6 +395,7 @@ func Default() *Config {
 			MaxConnections:           DefaultMaxConnections,
 			MaxStagingBytesPerStream: DefaultMaxStagingBytesPerStream,
 			MaxStagingBytes:          DefaultMaxStagingBytes,
+			ReadAheadBytes:           DefaultReadAheadBytes,
 		},
 		Backends: map[string]*Backend{},
 		Storage:  map[string]*Storage{},

@@ -63,8 +63,9 @@ type Playback struct {
 	// 4096); creating more answers 503 until some expire.
 	MaxSessions int `toml:"max_sessions"`
 	// StagingDir is where the ciphertext of AES-GCM recordings is staged
-	// while its tag is verified (an unlinked file per session); default
-	// the system's temporary directory.
+	// while its tag is verified (an unlinked file per session, within
+	// limits.max_staging_bytes_per_stream and limits.max_staging_bytes);
+	// default server.staging_dir.
 	StagingDir string `toml:"staging_dir"`
 }
 

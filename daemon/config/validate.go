@@ -127,6 +127,9 @@ func (c *Config) validate(opts Options) []*Problem {
 	if l.MaxEnvelopeBytes < 1024 {
 		v.add("limits.max_envelope_bytes", "must be at least 1024, got %d", l.MaxEnvelopeBytes)
 	}
+	if l.ReadAheadBytes < 0 {
+		v.add("limits.read_ahead_bytes", "must not be negative, got %d", l.ReadAheadBytes)
+	}
 	for _, d := range []struct {
 		name string
 		d    Duration

@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/envelopd/envelopd/envelope"
+)
+
+// TestReadAheadBudget: the daemon's streams read ahead within the budget
+// of [limits] read_ahead_bytes, shared by all of them, and give it back;
+// with read_ahead_bytes = 0 they still stream, synchronously.
+func TestReadAheadBudget(t *testing.T) {
+	for _, tc := range []struct {
+		limits string
+		limit  int64
+	}{
+		{"read_ahead_bytes = 1048576", 1 << 20},
+		{"read_ahead_bytes = 0", 0},
+	} {
+		t.Run(tc.limits, func(t *testing.T) {
+			p := startInProcess(t, tc.limits)
+			budget := p.srv.rt.Load().readAhead
+			if budget == nil || budget.Limit() != tc.limit {
+				t.Fatalf("the generation's budget is %v, want a limit of %d", budget, tc.limit)
+			}
+			pt := bytes.Repeat([]byte("a recording "), 4*envelope.ChunkSize/12)
+			resp, err := p.client.Post("http://d/v1/tenants/t/encrypt", "application/octet-stream", bytes.NewReader(pt))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("encrypt: %v %d %s", err, resp.StatusCode, env[:min(len(env), 200)])
+			}
+			// Decrypt without reading the response: the stream reads
+			// ahead as far as the budget lets it.
+			resp, err = p.client.Post("http://d/v1/decrypt", "application/octet-stream", bytes.NewReader(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.limit > 0 {
+				deadline := time.Now().Add(10 * time.Second)
+				for budget.InUse() < tc.limit && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if budget.InUse() != tc.limit {
+					t.Errorf("a stalled decryption took %d of the budget's %d bytes", budget.InUse(), tc.limit)
+				}
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, pt) {
+				t.Fatalf("decrypt: %v %d, plaintext equal %v", err, resp.StatusCode, bytes.Equal(got, pt))
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for budget.InUse() != 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if budget.InUse() != 0 {
+				t.Errorf("after the streams ended: %v", budget)
+			}
+		})
+	}
+}
