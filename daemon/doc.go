@@ -44,7 +44,7 @@
 //
 // A backend key belongs to at most one tenant: the tenant whose
 // configuration names it, or whose upload created it by importing a private
-// key (recorded with the upload in data_dir). An upload may name an existing
+// key (recorded with the upload in the registry). An upload may name an existing
 // backend key only if its tenant owns it, and may not bring the certificate
 // of another tenant's backend key (403 not_key_owner, audited as a denial,
 // nothing stored). A configuration in which two tenants name the same key
@@ -130,8 +130,12 @@
 // backend (old recordings must stay playable); delete it there if needed.
 // Such a key then belongs to no tenant: no upload may name it again, an
 // operator may give it to a tenant in the configuration.
-// Uploaded certificates are stored as files in data_dir, one per key.
+// Uploaded certificates are kept in the registry (package registry): files
+// in data_dir by default, or a PostgreSQL database shared by several
+// instances, which then follow each other's changes within a second
+// (regsync.go).
 // Playback sessions live in memory: a restart ends them (players ask for a
-// new session). A GCM playback session holds a staged copy of the
+// new session), unless [playback] token_key seals them into their tokens
+// (playtoken.go). A GCM playback session holds a staged copy of the
 // ciphertext on disk while its key is cached.
 package daemon

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/cipher"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/daemon/config"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/pki"
 	"github.com/envelopd/envelopd/storage"
@@ -52,6 +54,9 @@ type generation struct {
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
 	stores map[string]storage.Store // recording storage by name (playback)
+	// tokenKey seals play tokens for every instance ([playback] token_key,
+	// playtoken.go); nil when not configured.
+	tokenKey cipher.AEAD
 
 	stopHealth context.CancelFunc
 	readAhead  *envelope.Budget // shared by the streams (limits.read_ahead_bytes)
@@ -208,7 +213,8 @@ func policyTime() time.Time {
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
 // error everything opened so far is closed again.
-func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *generation, err error) {
+// The uploads are records as read from the registry.
+func buildGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) (rt *generation, err error) {
 	rt = &generation{
 		cfg:            cfg,
 		log:            log,
@@ -237,9 +243,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		}
 		rt.backends[name] = &backendState{name: name, typ: bc.Type, b: b}
 	}
-	uploads, err := loadUploads(cfg.Server.DataDir)
-	if err != nil {
-		return nil, err
+	uploads := map[string][]*registry.Record{}
+	for _, r := range records {
+		uploads[r.Tenant] = append(uploads[r.Tenant], r)
 	}
 	for _, tc := range cfg.Tenants {
 		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
@@ -271,7 +277,7 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 					continue
 				}
 			}
-			s, err := u.spec()
+			s, err := specOf(u)
 			if err != nil {
 				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
 			}
@@ -303,6 +309,9 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		return nil, err
 	}
 	if rt.stores, err = openStores(cfg); err != nil {
+		return nil, err
+	}
+	if rt.tokenKey, err = openTokenKey(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Server.TLSCert != "" {

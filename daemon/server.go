@@ -22,6 +22,7 @@ import (
 	"github.com/envelopd/envelopd/daemon/audit"
 	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/daemon/metrics"
+	"github.com/envelopd/envelopd/daemon/registry"
 )
 
 // Options configure a Server.
@@ -69,6 +70,13 @@ type Server struct {
 	inflight sync.WaitGroup
 
 	play playback // playback sessions and their key cache
+
+	// reg is the registry of uploads (regsync.go); records are the ones
+	// last read from it (guarded by mu); regDown is set while it cannot
+	// be read (health: degraded).
+	reg     registry.Registry
+	records []*registry.Record
+	regDown atomic.Pointer[reloadFailure]
 }
 
 // New loads the configuration, opens the audit log and the backends, and
@@ -93,6 +101,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.log = slog.New(slog.NewJSONHandler(opts.LogOutput, hopts))
 	}
 	s.metrics = metrics.New()
+	s.metrics.Registry().MustRegister(certCollector{s})
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
@@ -102,8 +111,18 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 		return nil, err
 	}
-	rt, err := buildGeneration(ctx, cfg, s.log)
+	if s.reg, err = openRegistry(ctx, cfg); err != nil {
+		s.audit.Load().Close()
+		return nil, err
+	}
+	if s.records, err = s.reg.Load(ctx); err != nil {
+		s.reg.Close()
+		s.audit.Load().Close()
+		return nil, err
+	}
+	rt, err := buildGeneration(ctx, cfg, s.records, s.log)
 	if err != nil {
+		s.reg.Close()
 		s.audit.Load().Close()
 		return nil, err
 	}
@@ -229,6 +248,9 @@ func (s *Server) reloadLocked(ctx context.Context) error {
 			return err
 		}
 	}
+	if registryKind(cfg) != registryKind(s.cfg) {
+		return errors.New("[registry] changed: it takes effect at the next restart; restore it to reload")
+	}
 	if err := s.rebuildLocked(ctx, cfg); err != nil {
 		return err
 	}
@@ -267,10 +289,12 @@ func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
 	if s.stopping {
 		return errShuttingDown
 	}
-	rt, err := buildGeneration(ctx, cfg, s.log)
+	recs, _ := s.loadRecordsLocked(ctx) // unreachable: the records last read
+	rt, err := buildGeneration(ctx, cfg, recs, s.log)
 	if err != nil {
 		return err
 	}
+	s.records = recs
 	s.install(rt)
 	s.settleUploads(rt)
 	return nil
@@ -312,6 +336,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		lns = append(lns, l)
 		s.addServer(l, handler, "tcp", cfg)
+	}
+	if _, shared := s.reg.(registry.Watcher); shared {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		interval := cfg.Registry.ReconcileInterval.Duration
+		if interval <= 0 {
+			interval = config.DefaultReconcileInterval
+		}
+		go s.followRegistry(fctx, interval)
 	}
 	errc := make(chan error, len(lns))
 	s.listenMu.Lock()
@@ -405,6 +438,9 @@ func (s *Server) release() error {
 	s.stopping = true
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
+	}
+	if s.reg != nil {
+		s.reg.Close()
 	}
 	s.play.closeAll()
 	return s.audit.Load().Close()

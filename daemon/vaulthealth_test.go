@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	// Registers the transit type (the daemon knows only registered types).
+	_ "github.com/envelopd/envelopd/backends/transit"
 	"github.com/envelopd/envelopd/internal/testenv"
 	"github.com/envelopd/envelopd/internal/testenv/vaulttest"
 )

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/envelopd/envelopd/internal/buildinfo"
 )
 
 // command is one subcommand. Files cmd_*.go register theirs in init.
@@ -154,7 +156,12 @@ func init() {
 		if err := parseFlags(fs, args, false); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "envelopd %s\n", version)
+		bi := buildinfo.Get()
+		v := bi.Version
+		if version != "devel" {
+			v = version // set with -ldflags "-X main.version=..."
+		}
+		fmt.Fprintf(env.stdout, "envelopd %s\nrevision %s\ngo %s\n", v, bi.Revision, bi.GoVersion)
 		return nil
 	}})
 }

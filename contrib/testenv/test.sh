@@ -28,6 +28,7 @@ command -v promtool >/dev/null || pkgs+=(prometheus)
 command -v node >/dev/null || pkgs+=(nodejs)
 command -v npm >/dev/null || pkgs+=(npm)
 command -v python3 >/dev/null || pkgs+=(python3)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || pkgs+=(postgresql)
 if ((${#pkgs[@]})); then
 	sudo=()
 	[[ $(id -u) -ne 0 ]] && sudo=(sudo)

@@ -143,6 +143,8 @@ type Config struct {
 	// playback; Playback is the [playback] table.
 	Storage  map[string]*Storage `toml:"storage"`
 	Playback Playback            `toml:"playback"`
+	// Registry is the [registry] table: where uploads are kept.
+	Registry Registry `toml:"registry"`
 
 	// File is the file name the configuration was parsed from (for messages).
 	File string `toml:"-"`

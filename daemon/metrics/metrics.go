@@ -38,6 +38,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/envelopd/envelopd/internal/buildinfo"
 )
 
 const namespace = "envelopd"
@@ -106,6 +108,14 @@ func New() *Metrics {
 		Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
 		Help: "Unix time the configuration in use was loaded (at start or by the last good reload).",
 	})
+	// build_info: constant 1, the build in its labels.
+	bi := buildinfo.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels say what the binary was built from.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	buildInfo.Set(1)
 	// Both results exist from the start, so rate() and alerts see a 0.
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
@@ -114,7 +124,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.requestDuration, m.bytes, m.streams,
 		m.backendDuration, m.backendErrors, m.backendUp, m.errors,
-		m.reloads, m.lastReload,
+		m.reloads, m.lastReload, buildInfo,
 	)
 	return m
 }
