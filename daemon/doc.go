@@ -112,6 +112,10 @@
 //
 // A Server serves any number of concurrent requests; Reload may be called
 // concurrently with them. Certificate uploads and reloads are serialised.
+// Health checks of a backend are shared: /v1/health callers (and the
+// periodic check) that ask while one runs wait for it, each only until its
+// own deadline (backend_timeout), and a result younger than a second
+// serves them without a check.
 //
 // # Security
 //

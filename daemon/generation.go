@@ -74,11 +74,20 @@ type backendState struct {
 	b        backends.Backend
 	required bool // some tenant key uses it
 
-	checkMu sync.Mutex // serialises health checks (held during the call)
-	mu      sync.Mutex // guards the state below (never held during a call)
-	checked time.Time  // when the state below was last set
+	mu       sync.Mutex // guards the state below (never held during a call)
+	checked  time.Time  // when the state below was last set
+	up       bool
+	lastErr  string
+	inflight *healthCheck // the running health check, nil when none
+}
+
+// healthCheck is one run of a backend's Health, shared by every caller
+// that asks while it runs.
+type healthCheck struct {
+	done    chan struct{} // closed when up and why are set
 	up      bool
-	lastErr string
+	why     string
+	started time.Time
 }
 
 // tenant is a configured tenant with its keys.
@@ -603,34 +612,54 @@ func (rt *generation) closeBackends() {
 	}
 }
 
-// check runs a health check of bs unless its state is younger than maxAge
-// (a check, or a request that found the backend unavailable).
+// check returns the health of bs: its state when younger than maxAge (a
+// check, or a request that found the backend unavailable), else the result
+// of a health check, bounded by timeout. Callers that ask while a check
+// runs share it; each waits only until its own ctx ends, and then reports
+// the backend down for not answering in time (a Health that ignores its
+// context, such as a hung PKCS#11 call, holds up no one). The check runs
+// on after a caller gives up, detached from the caller's cancellation, and
+// records its result for the next caller.
 func (bs *backendState) check(ctx context.Context, timeout, maxAge time.Duration) (bool, string) {
-	bs.checkMu.Lock()
-	defer bs.checkMu.Unlock()
 	bs.mu.Lock()
 	if !bs.checked.IsZero() && time.Since(bs.checked) < maxAge {
 		defer bs.mu.Unlock()
 		return bs.up, bs.lastErr
 	}
+	hc := bs.inflight
+	if hc == nil {
+		hc = &healthCheck{done: make(chan struct{}), started: time.Now()}
+		bs.inflight = hc
+		go bs.runCheck(context.WithoutCancel(ctx), timeout, hc)
+	}
 	bs.mu.Unlock()
-	started := time.Now()
+	select {
+	case <-hc.done:
+		return hc.up, hc.why
+	case <-ctx.Done():
+		return false, fmt.Sprintf("the health check did not answer within %s", time.Since(hc.started).Round(time.Millisecond))
+	}
+}
+
+// runCheck runs hc: one call of Health, whose result becomes bs's state
+// unless a request failure was recorded meanwhile (newer news).
+func (bs *backendState) runCheck(ctx context.Context, timeout time.Duration, hc *healthCheck) {
 	ctx, cancel := withTimeout(ctx, timeout)
-	defer cancel()
 	err := bs.b.Health(ctx)
+	cancel()
 	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	if bs.checked.After(started) {
-		// A request failed while the check ran: that is newer news.
-		return bs.up, bs.lastErr
+	if !bs.checked.After(hc.started) {
+		bs.checked = time.Now()
+		bs.up = err == nil
+		bs.lastErr = ""
+		if err != nil {
+			bs.lastErr = err.Error()
+		}
 	}
-	bs.checked = time.Now()
-	bs.up = err == nil
-	bs.lastErr = ""
-	if err != nil {
-		bs.lastErr = err.Error()
-	}
-	return bs.up, bs.lastErr
+	hc.up, hc.why = bs.up, bs.lastErr
+	bs.inflight = nil
+	bs.mu.Unlock()
+	close(hc.done)
 }
 
 // status returns the last known state without checking.
