@@ -74,11 +74,20 @@ type backendState struct {
 	b        backends.Backend
 	required bool // some tenant key uses it
 
-	checkMu sync.Mutex // serialises health checks (held during the call)
-	mu      sync.Mutex // guards the state below (never held during a call)
-	checked time.Time  // when the state below was last set
+	mu       sync.Mutex // guards the state below (never held during a call)
+	checked  time.Time  // when the state below was last set
+	up       bool
+	lastErr  string
+	inflight *healthCheck // the running health check, nil when none
+}
+
+// healthCheck is one run of a backend's Health, shared by every caller
+// that asks while it runs.
+type healthCheck struct {
+	done    chan struct{} // closed when up and why are set
 	up      bool
-	lastErr string
+	why     string
+	started time.Time
 }
 
 // tenant is a configured tenant with its keys.
@@ -206,6 +215,34 @@ func policyTime() time.Time {
 // error everything opened so far is closed again.
 // The uploads are records as read from the registry.
 func buildGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) (rt *generation, err error) {
+	return buildGenerationMode(ctx, cfg, records, log, false)
+}
+
+// checkGeneration builds a generation of cfg as buildGeneration does but goes
+// on after a problem, so that one run reports every problem (a backend that
+// does not open, with its secrets; keys; certificates; TLS files), joined
+// with errors.Join. Keys of a backend that failed to open are not resolved
+// (their failure would only repeat the backend's). Everything is closed again.
+func checkGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) error {
+	rt, err := buildGenerationMode(ctx, cfg, records, log, true)
+	if err == nil {
+		rt.closeBackends()
+	} // else closed by buildGenerationMode
+	return err
+}
+
+func buildGenerationMode(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger, collect bool) (rt *generation, err error) {
+	var problems []error
+	// fail records err: in collect mode it is kept and the build goes on
+	// (fail returns nil), otherwise the build stops with it.
+	fail := func(err error) error {
+		if collect {
+			problems = append(problems, err)
+			return nil
+		}
+		return err
+	}
+	failedBackends := map[string]bool{}
 	rt = &generation{
 		cfg:            cfg,
 		log:            log,
@@ -230,7 +267,11 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name, Logger: log}, bc.Decode)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w", name, err)
+			if err := fail(fmt.Errorf("backend %q: %w", name, err)); err != nil {
+				return nil, err
+			}
+			failedBackends[name] = true
+			continue
 		}
 		rt.backends[name] = &backendState{name: name, typ: bc.Type, b: b}
 	}
@@ -245,7 +286,10 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 			for _, f := range tc.CA {
 				certs, err := pki.LoadCertificates(f)
 				if err != nil {
-					return nil, fmt.Errorf("tenant %q: ca %s: %w", tc.Name, f, err)
+					if err := fail(fmt.Errorf("tenant %q: ca %s: %w", tc.Name, f, err)); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				for _, c := range certs {
 					roots.AddCert(c)
@@ -270,25 +314,43 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 			}
 			s, err := specOf(u)
 			if err != nil {
-				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
+				if err := fail(fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			specs = append(specs, s)
 		}
 		for _, s := range specs {
 			if slices.ContainsFunc(t.keys, func(k *tenantKey) bool { return k.id == s.id }) {
-				return nil, fmt.Errorf("tenant %q: key id %q is used twice (configuration and upload?)", tc.Name, s.id)
+				if err := fail(fmt.Errorf("tenant %q: key id %q is used twice (configuration and upload?)", tc.Name, s.id)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if failedBackends[s.backend] {
+				continue // reported with its backend
 			}
 			k, err := rt.resolveKey(ctx, tc.Name, s, timeout)
 			if err != nil {
-				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+				if err := fail(fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			if k.backend != nil {
 				name, err := keyName(k.backend, k.ref)
 				if err != nil {
-					return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+					if err := fail(fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				if err := rt.owners.claim(name, k.public, keyOwner{tenant: tc.Name, keyID: s.id, source: s.origin()}); err != nil {
-					return nil, err
+					if err := fail(err); err != nil {
+						return nil, err
+					}
+					continue
 				}
 			}
 			t.keys = append(t.keys, k)
@@ -297,10 +359,14 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 		rt.tenants[tc.Name] = t
 	}
 	if err := rt.checkIdentifiers(); err != nil {
-		return nil, err
+		if err := fail(err); err != nil {
+			return nil, err
+		}
 	}
 	if rt.stores, err = openStores(cfg); err != nil {
-		return nil, err
+		if err := fail(err); err != nil {
+			return nil, err
+		}
 	}
 	if rt.tokenKey, err = openTokenKey(cfg); err != nil {
 		return nil, err
@@ -308,19 +374,28 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 	if cfg.Server.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
+			if err := fail(fmt.Errorf("tls_cert/tls_key: %w", err)); err != nil {
+				return nil, err
+			}
+		} else {
+			rt.tlsCert = &c
 		}
-		rt.tlsCert = &c
 	}
 	if cfg.Server.ClientCA != "" {
 		certs, err := pki.LoadCertificates(cfg.Server.ClientCA)
 		if err != nil {
-			return nil, fmt.Errorf("client_ca: %w", err)
+			if err := fail(fmt.Errorf("client_ca: %w", err)); err != nil {
+				return nil, err
+			}
+		} else {
+			rt.clientCAs = x509.NewCertPool()
+			for _, c := range certs {
+				rt.clientCAs.AddCert(c)
+			}
 		}
-		rt.clientCAs = x509.NewCertPool()
-		for _, c := range certs {
-			rt.clientCAs.AddCert(c)
-		}
+	}
+	if len(problems) > 0 {
+		return rt, errors.Join(problems...)
 	}
 	return rt, nil
 }
@@ -603,34 +678,54 @@ func (rt *generation) closeBackends() {
 	}
 }
 
-// check runs a health check of bs unless its state is younger than maxAge
-// (a check, or a request that found the backend unavailable).
+// check returns the health of bs: its state when younger than maxAge (a
+// check, or a request that found the backend unavailable), else the result
+// of a health check, bounded by timeout. Callers that ask while a check
+// runs share it; each waits only until its own ctx ends, and then reports
+// the backend down for not answering in time (a Health that ignores its
+// context, such as a hung PKCS#11 call, holds up no one). The check runs
+// on after a caller gives up, detached from the caller's cancellation, and
+// records its result for the next caller.
 func (bs *backendState) check(ctx context.Context, timeout, maxAge time.Duration) (bool, string) {
-	bs.checkMu.Lock()
-	defer bs.checkMu.Unlock()
 	bs.mu.Lock()
 	if !bs.checked.IsZero() && time.Since(bs.checked) < maxAge {
 		defer bs.mu.Unlock()
 		return bs.up, bs.lastErr
 	}
+	hc := bs.inflight
+	if hc == nil {
+		hc = &healthCheck{done: make(chan struct{}), started: time.Now()}
+		bs.inflight = hc
+		go bs.runCheck(context.WithoutCancel(ctx), timeout, hc)
+	}
 	bs.mu.Unlock()
-	started := time.Now()
+	select {
+	case <-hc.done:
+		return hc.up, hc.why
+	case <-ctx.Done():
+		return false, fmt.Sprintf("the health check did not answer within %s", time.Since(hc.started).Round(time.Millisecond))
+	}
+}
+
+// runCheck runs hc: one call of Health, whose result becomes bs's state
+// unless a request failure was recorded meanwhile (newer news).
+func (bs *backendState) runCheck(ctx context.Context, timeout time.Duration, hc *healthCheck) {
 	ctx, cancel := withTimeout(ctx, timeout)
-	defer cancel()
 	err := bs.b.Health(ctx)
+	cancel()
 	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	if bs.checked.After(started) {
-		// A request failed while the check ran: that is newer news.
-		return bs.up, bs.lastErr
+	if !bs.checked.After(hc.started) {
+		bs.checked = time.Now()
+		bs.up = err == nil
+		bs.lastErr = ""
+		if err != nil {
+			bs.lastErr = err.Error()
+		}
 	}
-	bs.checked = time.Now()
-	bs.up = err == nil
-	bs.lastErr = ""
-	if err != nil {
-		bs.lastErr = err.Error()
-	}
-	return bs.up, bs.lastErr
+	hc.up, hc.why = bs.up, bs.lastErr
+	bs.inflight = nil
+	bs.mu.Unlock()
+	close(hc.done)
 }
 
 // status returns the last known state without checking.

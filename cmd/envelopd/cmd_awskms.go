@@ -99,10 +99,7 @@ func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return fmt.Errorf("key %s was created but cannot be read back: %w", info.ID, err)
 		}
-		if err := printKey(env.stdout, info.Ref, k.(*awskms.Key)); err != nil {
-			return err
-		}
-		return writePublic(env, *out, k.Public())
+		return showKey(env, info.Ref, k, *out)
 	})
 }
 
@@ -123,10 +120,7 @@ func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := printKey(env.stdout, *ref, k.(*awskms.Key)); err != nil {
-			return err
-		}
-		return writePublic(env, *out, k.Public())
+		return showKey(env, *ref, k, *out)
 	})
 }
 
@@ -203,10 +197,14 @@ func printKey(w io.Writer, ref string, k *awskms.Key) error {
 	return err
 }
 
-// writePublic writes pub to path if -out was given.
-func writePublic(env *cliEnv, path string, pub any) error {
-	if path == "" {
+// showKey prints k (see printKey) and writes its public key to out (PEM)
+// if -out was given.
+func showKey(env *cliEnv, ref string, k backends.Key, out string) error {
+	if err := printKey(env.stdout, ref, k.(*awskms.Key)); err != nil {
+		return err
+	}
+	if out == "" {
 		return nil
 	}
-	return writePublicKeyPEM(env, path, pub)
+	return writePublicKeyPEM(env, out, k.Public())
 }
