@@ -17,6 +17,20 @@
 // AWS KMS) is refused when the configuration loads, not at playback time; see
 // [CheckPadding].
 //
+// # Registering a backend
+//
+// A backend package declares itself in one call from init:
+//
+//	func init() { backends.Register(Type, nil, Open) }
+//
+// with its type name (the package's constant Type), the key-reference
+// schemes its keys use ([Scheme]; nil means one opaque scheme named after
+// the type) and its opener, func(ctx, [Instance], Options) (*Backend,
+// error), which the daemon calls through [Open] with the options of the
+// backend's configuration table. A new backend touches nothing in this
+// package. Its errors are [*Error] values whose Backend is the instance
+// name (Instance.Name) and whose Type is the type.
+//
 // # Padding oracles
 //
 // For [PKCS1v15] with DecryptOptions.SessionKeyLen > 0 a Key must use
@@ -282,7 +296,7 @@ func CheckPadding(b Backend, p Padding) error {
 			msg += ": " + why
 		}
 	}
-	return &Error{Backend: b.Type(), Op: "configure", Err: fmt.Errorf("%w: %s", ErrNotSupported, msg)}
+	return &Error{Type: b.Type(), Op: "configure", Err: fmt.Errorf("%w: %s", ErrNotSupported, msg)}
 }
 
 // PaddingExplainer is implemented by backends that can say why they cannot

@@ -62,7 +62,7 @@ func TestParseRef(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	if _, err := Open(t.Context(), "nope", "x", nil); !errors.Is(err, ErrNotFound) {
+	if _, err := Open(t.Context(), "nope", Instance{Name: "x"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Open unknown: %v", err)
 	}
 }

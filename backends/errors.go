@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Sentinel errors. Backends wrap them (usually in an *Error) so callers can
@@ -33,16 +34,27 @@ var (
 )
 
 // Error is a backend error with context. Its message never contains key
-// material or secrets.
+// material or secrets. It reads `TYPE "BACKEND" OP "REF": ERR`, the
+// instance name left out when it is the type or unknown.
 type Error struct {
-	Backend string // backend type or name, e.g. "pkcs11"
+	// Backend is the instance name: the NAME of the configuration's
+	// [backends.NAME] (Instance.Name), or the type for a backend opened
+	// without a name. "" when no instance is known (CheckPadding).
+	Backend string
+	Type    string // backend type, e.g. "pkcs11"
 	Op      string // operation, e.g. "decrypt", "key", "health"
 	Ref     string // key reference, if any
 	Err     error  // wraps one of the sentinel errors where one applies
 }
 
 func (e *Error) Error() string {
-	s := e.Backend
+	s := e.Type
+	switch {
+	case s == "":
+		s = e.Backend
+	case e.Backend != "" && e.Backend != e.Type:
+		s += " " + strconv.Quote(e.Backend)
+	}
 	if e.Op != "" {
 		s += " " + e.Op
 	}

@@ -13,7 +13,9 @@ import (
 //	transit:keyname
 //	awskms:alias/recordings | awskms:arn:aws:kms:... | awskms:1234abcd-...
 //
-// A bare string without a recognised scheme is the backend's own shorthand
+// The schemes are those the backend types declared when they registered
+// (see Register), so a scheme is known where its backend is linked in. A
+// bare string without a registered scheme is the backend's own shorthand
 // (an alias, label, key name or KMS key id), interpreted by the backend.
 type Ref struct {
 	Scheme string            // "" for a bare reference
@@ -21,11 +23,8 @@ type Ref struct {
 	Attrs  map[string]string // for ';'-separated k=v references (pkcs11), percent-decoded
 }
 
-// knownSchemes are recognised by ParseRef; anything else is a bare reference.
-var knownSchemes = map[string]bool{"file": true, "pkcs11": true, "transit": true, "awskms": true}
-
-// ParseRef parses s. For the pkcs11 scheme it parses the RFC 7512 path
-// attributes. Query attributes (after '?') are left in Opaque for the
+// ParseRef parses s. For a scheme with Attributes (pkcs11) it parses the
+// RFC 7512 path attributes. Query attributes (after '?') are left in Opaque for the
 // backend, except a PIN by value: pin-value (in any case or
 // percent-encoding) is refused here, whatever the backend, because key
 // references are written to configuration files, logs and audit lines. A
@@ -38,14 +37,15 @@ func ParseRef(s string) (Ref, error) {
 		return Ref{}, fmt.Errorf("empty key reference")
 	}
 	scheme, rest, ok := strings.Cut(s, ":")
-	if !ok || !knownSchemes[scheme] {
+	sch, known := lookupScheme(scheme)
+	if !ok || !known {
 		return Ref{Opaque: s}, nil
 	}
 	r := Ref{Scheme: scheme, Opaque: rest}
-	if scheme == "pkcs11" {
+	if sch.Attributes {
 		path, query, _ := strings.Cut(rest, "?")
 		if hasPINValue(query) {
-			return Ref{}, fmt.Errorf("pkcs11 reference: a PIN by value (pin-value) is never accepted in a key reference; configure the backend's pin as a secret reference")
+			return Ref{}, fmt.Errorf("%s reference: a PIN by value (pin-value) is never accepted in a key reference; configure the backend's pin as a secret reference", scheme)
 		}
 		r.Attrs = map[string]string{}
 		for _, part := range strings.Split(path, ";") {
@@ -54,16 +54,16 @@ func ParseRef(s string) (Ref, error) {
 			}
 			k, v, ok := strings.Cut(part, "=")
 			if !ok {
-				return Ref{}, fmt.Errorf("pkcs11 reference: attribute %q has no '='", part)
+				return Ref{}, fmt.Errorf("%s reference: attribute %q has no '='", scheme, part)
 			}
 			dv, err := url.PathUnescape(v)
 			if err != nil {
-				return Ref{}, fmt.Errorf("pkcs11 reference: attribute %s: %v", k, err)
+				return Ref{}, fmt.Errorf("%s reference: attribute %s: %v", scheme, k, err)
 			}
 			if _, dup := r.Attrs[k]; dup {
 				// RFC 7512: path attributes must not repeat; the last one
 				// winning would make "object=a;object=b" name key b.
-				return Ref{}, fmt.Errorf("pkcs11 reference: attribute %s given twice", k)
+				return Ref{}, fmt.Errorf("%s reference: attribute %s given twice", scheme, k)
 			}
 			r.Attrs[k] = dv
 		}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/internal/pki"
 )
 
@@ -149,7 +151,7 @@ func (c *call) readUpload() (*uploadRequest, error) {
 }
 
 // handleCertUpload adds a certificate (and optionally imports its private
-// key into a backend) to a tenant. It persists in data_dir and survives
+// key into a backend) to a tenant. It persists in the registry and survives
 // restarts.
 //
 // A backend key belongs to at most one tenant (ownership.go): an upload may
@@ -230,11 +232,28 @@ func (s *Server) handleCertUpload(c *call) error {
 	defer s.mu.Unlock()
 	rt := s.acquireGeneration()
 	defer rt.release()
+	if _, interrupted := rt.pending[t.name+"\x00"+req.ID]; interrupted {
+		// The same upload was interrupted after its key import and its
+		// backend did not answer since: reconcile now.
+		if err := s.rebuildLocked(c.r.Context(), s.cfg); err != nil {
+			return err
+		}
+		rt.release()
+		rt = s.acquireGeneration()
+		if _, still := rt.pending[t.name+"\x00"+req.ID]; still {
+			return newAPIError(http.StatusServiceUnavailable, "upload_pending", "an earlier upload of key %q was interrupted and its backend does not answer; retry later", req.ID)
+		}
+	}
 	if t = rt.tenants[t.name]; t == nil {
 		return newAPIError(http.StatusNotFound, "unknown_tenant", "no tenant %q", c.tenant)
 	}
 	for _, k := range t.keys {
 		if k.id == req.ID {
+			if sameUpload(k, req, leaf, padding) {
+				// A retry of an upload that is done (the client may have
+				// lost the answer, or the daemon died before giving it).
+				return c.writeJSON(http.StatusOK, t.describe(k))
+			}
 			return newAPIError(http.StatusConflict, "exists", "tenant %q already has a key %q", t.name, req.ID)
 		}
 		if kc := k.cert(); kc != nil && bytes.Equal(kc.Raw, leaf.Raw) {
@@ -290,6 +309,14 @@ func (s *Server) handleCertUpload(c *call) error {
 			return newAPIError(http.StatusBadRequest, "bad_key_ref", "key %q: a new key is named by a plain name (an alias, label or key name), not a reference with a scheme", ref)
 		}
 	}
+	// The certificate's recipient identifiers must not name another key.
+	if k := rt.identifierClash(leaf, leafPub); k != nil {
+		if k.tenant != t.name {
+			allowed = false
+		} else if allowed {
+			return newAPIError(http.StatusConflict, "identifier_conflict", "the certificate has the issuer and serial number or subject key identifier of key %q, which is another key: recipients could not be told apart", k.id)
+		}
+	}
 	ev := c.event()
 	ev.KeyID = req.ID
 	if bs != nil {
@@ -297,17 +324,16 @@ func (s *Server) handleCertUpload(c *call) error {
 	}
 	if !allowed {
 		s.log.Warn("certificate upload refused: the key is not the tenant's", "client", c.id.name, "tenant", t.name, "backend", req.Backend, "key", ref, "request_id", c.reqID)
-		s.metrics.Error("not_key_owner")
 		ev.Outcome = "denied"
 		ev.Error = "not_key_owner"
-		if err := s.audit.Log(ev); err != nil {
+		if err := s.logAudit(ev); err != nil {
 			s.log.Error("audit log write failed", "error", err)
 		}
 		return errNotOwner(t.name)
 	}
 
 	// A "started" line goes out before anything changes (a private key
-	// imported into a backend, a file in data_dir); the final line says how
+	// imported into a backend, a record in the registry); the final line says how
 	// it ended. If the audit log is down, nothing changes.
 	ev.Outcome = "started"
 	if err := c.auditKey(ev, nil, ""); err != nil {
@@ -324,7 +350,11 @@ func (s *Server) handleCertUpload(c *call) error {
 	if opErr != nil {
 		return opErr
 	}
-	nrt := s.rt.Load()
+	nrt := s.acquireGeneration()
+	if nrt == nil {
+		return errShuttingDown
+	}
+	defer nrt.release()
 	for _, k := range nrt.tenants[t.name].keys {
 		if k.id == req.ID {
 			return c.writeJSON(http.StatusCreated, nrt.tenants[t.name].describe(k))
@@ -333,45 +363,128 @@ func (s *Server) handleCertUpload(c *call) error {
 	return errors.New("uploaded key missing after rebuild")
 }
 
+// sameUpload reports whether req asks for what k already is: an uploaded
+// key with the same certificate, backend, key reference, padding and state.
+func sameUpload(k *tenantKey, req *uploadRequest, leaf *x509.Certificate, padding backends.Padding) bool {
+	if k.source != "upload" || k.cert() == nil || !bytes.Equal(k.cert().Raw, leaf.Raw) || k.padding != padding || k.state != req.State || k.useKeyID != req.KeyID {
+		return false
+	}
+	if k.backend == nil || req.Backend == "" {
+		return k.backend == nil && req.Backend == ""
+	}
+	if k.backend.name != req.Backend {
+		return false
+	}
+	if req.PrivateKey != "" {
+		// The key it brings is the certificate's, and the certificate is
+		// k's: the same key, whatever name the backend gave it.
+		return true
+	}
+	have, err1 := keyName(k.backend, k.ref)
+	want, err2 := keyName(k.backend, req.Key)
+	return err1 == nil && err2 == nil && have == want
+}
+
 // applyUploadLocked imports the private key (if any) and stores the upload
-// in data_dir, rebuilding the generation. s.mu is held.
+// in the registry, rebuilding the generation. s.mu is held.
 func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, imp backends.Importer, ref string, key *rsa.PrivateKey, padding backends.Padding) error {
-	u := &uploadRecord{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC()}
+	u := &uploadRecord{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC().Truncate(time.Microsecond)}
+	// A shared registry that is down would leave an imported key without
+	// its record: find out first.
+	pctx, cancel := withTimeout(c.r.Context(), c.rt.cfg.Limits.BackendTimeout.Duration)
+	err := s.reg.Ping(pctx)
+	cancel()
+	if err != nil {
+		s.noteRegistry(err)
+		return registryError(err, t.name, req.ID)
+	}
+	setName := func() {
+		if bs != nil {
+			if name, err := keyName(bs, u.Key); err == nil {
+				u.KeyName = name
+			}
+		}
+	}
 	if bs != nil {
 		u.Backend = bs.name
 	}
+	setName()
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(c.r.Context()), 10*time.Second)
+	defer rcancel()
+	undo := func(ctx context.Context) { _ = s.reg.Delete(ctx, t.name, u.ID) }
+	write := func(ctx context.Context) error { return s.reg.Put(ctx, u) }
 	if key != nil {
+		// Crash safety (see reconcile in certstore.go): a pending record
+		// first, then the import, then the final record.
+		u.CreatedKey, u.Pending = true, true
+		if err := s.reg.Put(rctx, u); err != nil {
+			if errors.Is(err, registry.ErrUnavailable) {
+				s.noteRegistry(err)
+			}
+			return registryError(err, t.name, req.ID)
+		}
+		testHookUpload("pending")
 		ctx, cancel := withTimeout(c.r.Context(), c.rt.cfg.Limits.BackendTimeout.Duration)
 		info, err := imp.ImportKey(ctx, backends.ImportRequest{Name: ref, Key: key, Chain: chain})
 		cancel()
 		if err != nil {
+			undo(rctx)
 			return fmt.Errorf("importing the private key: %w", err)
 		}
+		testHookUpload("imported")
+		u.Pending = false
 		if info.Ref != "" {
 			u.Key = info.Ref
+			setName()
 		}
-		u.CreatedKey = true
+		write = func(ctx context.Context) error { return s.reg.Replace(ctx, u) }
+		undo = func(ctx context.Context) {
+			// The key was created by this request a moment ago and nothing
+			// uses it: take it out again where the backend can.
+			_ = s.reg.Delete(ctx, t.name, u.ID)
+			if d, ok := bs.b.(backends.Deleter); ok {
+				ctx, cancel := withTimeout(context.WithoutCancel(c.r.Context()), c.rt.cfg.Limits.BackendTimeout.Duration)
+				err := d.DeleteKey(ctx, u.Key)
+				cancel()
+				if err == nil {
+					return
+				}
+				s.log.Error("a failed upload left its imported key in the backend", "tenant", t.name, "id", u.ID, "backend", bs.name, "key", u.Key, "error", err)
+			} else {
+				s.log.Warn("a failed upload left its imported key in the backend (it cannot delete keys)", "tenant", t.name, "id", u.ID, "backend", bs.name, "key", u.Key)
+			}
+		}
 	}
-	return s.changeUploadsLocked(c, func(dataDir string) error { return saveUpload(dataDir, u) }, func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) })
+	return s.changeUploadsLocked(c, write, undo, t.name, u.ID)
 }
 
-// changeUploads applies a change to data_dir and rebuilds the generation; if
-// the rebuild fails the change is undone and the error returned (a key that
-// does not match its backend, say).
-func (s *Server) changeUploads(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
+// testHookUpload, when set (tests), is called at the steps of an upload
+// with a private key: "pending" (record written, nothing imported) and
+// "imported" (key in the backend, final record not yet written). A test
+// panics there to simulate a daemon killed at that point.
+var testHookUpload = func(step string) {}
+
+// changeUploads applies a change to the registry and rebuilds the
+// generation; if the rebuild fails the change is undone and the error
+// returned (a key that does not match its backend, say).
+func (s *Server) changeUploads(c *call, do func(ctx context.Context) error, undo func(ctx context.Context), tenant, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.changeUploadsLocked(c, do, undo)
+	return s.changeUploadsLocked(c, do, undo, tenant, id)
 }
 
 // changeUploadsLocked is changeUploads with s.mu held.
-func (s *Server) changeUploadsLocked(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
-	dir := s.cfg.Server.DataDir
-	if err := do(dir); err != nil {
-		return err
+func (s *Server) changeUploadsLocked(c *call, do func(ctx context.Context) error, undo func(ctx context.Context), tenant, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.r.Context()), 10*time.Second)
+	defer cancel()
+	if err := do(ctx); err != nil {
+		if errors.Is(err, registry.ErrUnavailable) {
+			s.noteRegistry(err)
+		}
+		return registryError(err, tenant, id)
 	}
 	if err := s.rebuildLocked(c.r.Context(), s.cfg); err != nil {
-		undo(dir)
+		undo(ctx)
 		return newAPIError(http.StatusUnprocessableEntity, "unusable", "the key cannot be used: %v", err)
 	}
 	return nil
@@ -395,26 +508,24 @@ func (s *Server) handleCertDelete(c *call) error {
 	if k.source != "upload" {
 		return newAPIError(http.StatusConflict, "configured", "key %q is in the configuration file; remove it there and reload", id)
 	}
-	rec, err := loadUploads(c.rt.cfg.Server.DataDir)
-	if err != nil {
-		return err
-	}
+	s.mu.Lock()
 	var saved *uploadRecord
-	for _, u := range rec[t.name] {
-		if u.ID == id {
+	for _, u := range s.records {
+		if u.Tenant == t.name && u.ID == id {
 			saved = u
 		}
 	}
+	s.mu.Unlock()
 	ev := c.event()
 	ev.Outcome = "started"
 	if err := c.auditKey(ev, k, ""); err != nil {
 		return err
 	}
-	err = s.changeUploads(c, func(dir string) error { return removeUpload(dir, t.name, id) }, func(dir string) {
+	err = s.changeUploads(c, func(ctx context.Context) error { return s.reg.Delete(ctx, t.name, id) }, func(ctx context.Context) {
 		if saved != nil {
-			_ = saveUpload(dir, saved)
+			_ = s.reg.Put(ctx, saved)
 		}
-	})
+	}, t.name, id)
 	c.auditOutcome(k, "", 0, err)
 	if err != nil {
 		return err

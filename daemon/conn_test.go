@@ -241,7 +241,7 @@ idle_timeout = "300ms"`)
 	slotsFree := func() bool {
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
-			if len(p.srv.rt.Load().streamSem) == 0 {
+			if p.srv.streams.count() == 0 {
 				return true
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -280,7 +280,7 @@ idle_timeout = "300ms"`)
 			rc.c.Write(body)
 		}()
 		// Never read the response.
-		for deadline := time.Now().Add(5 * time.Second); len(p.srv.rt.Load().streamSem) == 0; {
+		for deadline := time.Now().Add(5 * time.Second); p.srv.streams.count() == 0; {
 			if time.Now().After(deadline) {
 				t.Fatal("the stream never started")
 			}

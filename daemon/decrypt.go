@@ -33,7 +33,7 @@ func (s *Server) handleDecrypt(c *call) error {
 			return err
 		}
 	}
-	done, err := c.acquireStream()
+	done, err := c.acquireStream("") // the tenant is charged once the key resolves
 	if err != nil {
 		return err
 	}
@@ -47,12 +47,19 @@ func (s *Server) handleDecrypt(c *call) error {
 			return rerr
 		}
 		rd.Budget = c.rt.readAhead
+		if rd.Header().ContentPresent {
+			return errContentInHeader
+		}
 		pt, err = rd.DecryptDetached(res, in)
 	} else {
 		rd, rerr := envelope.NewReader(in)
 		if rerr != nil {
 			return rerr
 		}
+		if !rd.Header().ContentPresent {
+			return errNoContent
+		}
+		defer c.stageGCM(rd)() // runs after pt.Close
 		rd.Budget = c.rt.readAhead
 		pt, err = rd.Decrypt(res)
 	}
@@ -100,8 +107,18 @@ func (c *call) keyResolver(allowed func(string) bool) *resolver {
 		timeout: c.rt.cfg.Limits.BackendTimeout.Duration,
 		observe: func(k *tenantKey, d time.Duration, err error) {
 			c.s.metrics.ObserveBackend(k.backend.name, "decrypt", d, err)
+			if err != nil {
+				if up, _ := k.backend.status(); !up {
+					c.s.metrics.SetBackendUp(k.backend.name, false)
+				}
+			}
 		},
-		begin: c.auditStarted,
+		begin: func(k *tenantKey) error {
+			if err := c.chargeTenant(k.tenant); err != nil {
+				return err
+			}
+			return c.auditStarted(k)
+		},
 	}
 }
 

@@ -69,7 +69,11 @@ func SetupDev(ctx context.Context, dir string, uid int) (*Dev, error) {
 		return nil, fmt.Errorf("dev: %w", err)
 	}
 	_, err = ks.Generate(ctx, "default", 3072, func(k *rsa.PrivateKey) ([]*x509.Certificate, error) {
-		c, err := selfSigned(k, "envelopd dev tenant default")
+		c, err := pki.SelfSign(pki.CertRequest{
+			Subject:  pkix.Name{CommonName: "envelopd dev tenant default", Organization: []string{"envelopd development"}},
+			Public:   &k.PublicKey,
+			NotAfter: time.Now().AddDate(5, 0, 0),
+		}, k)
 		return []*x509.Certificate{c}, err
 	})
 	ks.Close()
@@ -110,27 +114,6 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap", "admin"]
 	}
 	d.Created = true
 	return d, nil
-}
-
-func selfSigned(k *rsa.PrivateKey, cn string) (*x509.Certificate, error) {
-	serial, err := pki.NewSerial(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"envelopd development"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(5, 0, 0),
-		KeyUsage:              x509.KeyUsageKeyEncipherment,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		return nil, err
-	}
-	return x509.ParseCertificate(der)
 }
 
 // Instructions returns ready-to-paste curl commands for a dev setup.

@@ -84,7 +84,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		cfgPath: filepath.Join(dir, "envelopd.toml"), auditPath: filepath.Join(dir, "audit.log"),
 		keys: map[string]*testenv.Cert{}, keyFiles: map[string]string{}, limits: o.limits}
 	if f.limits == "" {
-		f.limits = "max_streams = 80\nmax_json_bytes = 16384\nshutdown_timeout = \"20s\"\n"
+		// One client runs the load test's 64 streams, all for one tenant:
+		// no fairness quota below max_streams.
+		f.limits = "max_streams = 80\nmax_streams_per_client = 80\nmax_streams_per_tenant = 80\nmax_json_bytes = 16384\nshutdown_timeout = \"20s\"\n"
 	}
 	// Keys: acme has an active and a retired key, "other" one key, and
 	// "expired" one whose certificate has expired.
@@ -584,8 +586,15 @@ func TestE2E(t *testing.T) {
 		if l := f.auditLines("upload-k2"); len(l) != 2 || l[0]["outcome"] != "started" || l[1]["outcome"] != "ok" || l[1]["key_id"] != "k2" {
 			t.Fatalf("upload audit lines: %v", l)
 		}
-		if st, b, _ := f.do(f.unix, "POST", "/v1/tenants/acme/certificates", bytes.NewReader(req), "Content-Type", "application/json"); st != 409 {
-			t.Fatalf("second upload: %d %s", st, b)
+		// The same upload again is answered as done (a retry); another
+		// certificate under the same id is a conflict.
+		if st, b, _ := f.do(f.unix, "POST", "/v1/tenants/acme/certificates", bytes.NewReader(req), "Content-Type", "application/json"); st != 200 {
+			t.Fatalf("the same upload again: %d %s", st, b)
+		}
+		other := testenv.NewCert(t, "acme-k2 other", nil)
+		req2, _ := json.Marshal(map[string]any{"id": "k2", "certificate": string(other.CertPEM), "private_key": string(other.KeyPEM), "backend": "ks"})
+		if st, b, _ := f.do(f.unix, "POST", "/v1/tenants/acme/certificates", bytes.NewReader(req2), "Content-Type", "application/json"); st != 409 {
+			t.Fatalf("another certificate under the same id: %d %s", st, b)
 		}
 		if n := len(list()); n != 3 {
 			t.Fatalf("%d keys listed after upload, want 3", n)

@@ -26,7 +26,7 @@ func (s *Server) handleEncrypt(c *call) error {
 	if err != nil {
 		return err
 	}
-	done, err := c.acquireStream()
+	done, err := c.acquireStream(t.name)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,11 @@ var (
 	// (wrong key, bad RSA padding, bad CBC padding, GCM tag mismatch), so
 	// that no failure can be told apart from another: no padding oracle.
 	errDecryptExternal = &apiError{status: http.StatusBadRequest, code: "decrypt_failed", message: "decryption failed"}
+	// The two ways to send an envelope to /v1/decrypt mixed up.
+	errNoContent = &apiError{status: http.StatusBadRequest, code: "no_content",
+		message: "the envelope is header-only: its content (the ciphertext) is absent; send the raw ciphertext as the body and this envelope in the X-Envelope header (base64 DER or PEM)"}
+	errContentInHeader = &apiError{status: http.StatusBadRequest, code: "content_in_header",
+		message: "X-Envelope holds a complete envelope (with its content): post the complete envelope as the body, without X-Envelope; X-Envelope is for a header-only envelope next to a raw ciphertext body"}
 )
 
 // errorBody is the JSON shape of every error response.
@@ -91,12 +96,18 @@ func classify(err error) *apiError {
 	// Decryption failures first and all alike: no oracle.
 	case errors.Is(err, envelope.ErrDecrypt), errors.Is(err, backends.ErrDecrypt):
 		return &apiError{status: errDecryptExternal.status, code: errDecryptExternal.code, message: errDecryptExternal.message, err: err}
+	case errors.Is(err, envelope.ErrStageLimit):
+		return stagingTooLarge(err)
 	case errors.Is(err, envelope.ErrNoRecipient):
 		return &apiError{status: http.StatusNotFound, code: "unknown_recipient", message: "no key of a tenant you may use is a recipient of this envelope", err: err}
 	case errors.Is(err, envelope.ErrTruncated):
 		return &apiError{status: http.StatusBadRequest, code: "truncated", message: "the envelope or its content is truncated", err: err}
 	case errors.Is(err, envelope.ErrMalformed):
 		return &apiError{status: http.StatusBadRequest, code: "malformed", message: "malformed envelope", err: err}
+	case errors.Is(err, envelope.ErrNoContent):
+		return &apiError{status: errNoContent.status, code: errNoContent.code, message: errNoContent.message, err: err}
+	case errors.Is(err, envelope.ErrHasContent):
+		return &apiError{status: errContentInHeader.status, code: errContentInHeader.code, message: errContentInHeader.message, err: err}
 	case errors.Is(err, envelope.ErrUnsupported):
 		return &apiError{status: http.StatusBadRequest, code: "unsupported", message: "unsupported envelope feature", err: err}
 	case errors.Is(err, backends.ErrUnavailable), errors.Is(err, backends.ErrClosed):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/cipher"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
@@ -14,12 +15,14 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/daemon/config"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/pki"
 	"github.com/envelopd/envelopd/storage"
@@ -41,14 +44,21 @@ type generation struct {
 
 	// owners says which tenant owns each backend key (ownership.go).
 	owners *ownership
+	// Interrupted uploads found while building (certstore.go): completed
+	// ones to rewrite, abandoned ones to remove, and those still pending
+	// (their backend did not answer), by tenant and id.
+	completed, abandoned []*uploadRecord
+	pending              map[string]*uploadRecord
 
 	tlsCert   *tls.Certificate // nil when TLS is off
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
 	stores map[string]storage.Store // recording storage by name (playback)
+	// tokenKey seals play tokens for every instance ([playback] token_key,
+	// playtoken.go); nil when not configured.
+	tokenKey cipher.AEAD
 
 	stopHealth context.CancelFunc
-	streamSem  chan struct{}    // bounds concurrent streams (limits.max_streams)
 	readAhead  *envelope.Budget // shared by the streams (limits.read_ahead_bytes)
 
 	mu      sync.Mutex
@@ -64,10 +74,20 @@ type backendState struct {
 	b        backends.Backend
 	required bool // some tenant key uses it
 
-	mu      sync.Mutex
-	checked time.Time
+	mu       sync.Mutex // guards the state below (never held during a call)
+	checked  time.Time  // when the state below was last set
+	up       bool
+	lastErr  string
+	inflight *healthCheck // the running health check, nil when none
+}
+
+// healthCheck is one run of a backend's Health, shared by every caller
+// that asks while it runs.
+type healthCheck struct {
+	done    chan struct{} // closed when up and why are set
 	up      bool
-	lastErr string
+	why     string
+	started time.Time
 }
 
 // tenant is a configured tenant with its keys.
@@ -108,17 +128,18 @@ func (k *tenantKey) cert() *x509.Certificate {
 // unavailable when the generation was built.
 func (k *tenantKey) getKey(ctx context.Context, timeout time.Duration) (backends.Key, error) {
 	if k.backend == nil {
-		return nil, newAPIError(409, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
+		return nil, newAPIError(http.StatusConflict, "no_private_key", "key %q of tenant %q has no private key in any backend", k.id, k.tenant)
 	}
 	k.keyMu.Lock()
 	defer k.keyMu.Unlock()
 	if k.key != nil {
 		return k.key, nil
 	}
-	ctx, cancel := withTimeout(ctx, timeout)
+	kctx, cancel := withTimeout(ctx, timeout)
 	defer cancel()
-	key, err := k.backend.b.Key(ctx, k.ref)
+	key, err := k.backend.b.Key(kctx, k.ref)
 	if err != nil {
+		k.backend.noteFailure(ctx, err)
 		return nil, err
 	}
 	if k.public != nil && !k.public.Equal(key.Public()) {
@@ -192,7 +213,36 @@ func policyTime() time.Time {
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
 // error everything opened so far is closed again.
-func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *generation, err error) {
+// The uploads are records as read from the registry.
+func buildGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) (rt *generation, err error) {
+	return buildGenerationMode(ctx, cfg, records, log, false)
+}
+
+// checkGeneration builds a generation of cfg as buildGeneration does but goes
+// on after a problem, so that one run reports every problem (a backend that
+// does not open, with its secrets; keys; certificates; TLS files), joined
+// with errors.Join. Keys of a backend that failed to open are not resolved
+// (their failure would only repeat the backend's). Everything is closed again.
+func checkGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) error {
+	rt, err := buildGenerationMode(ctx, cfg, records, log, true)
+	if err == nil {
+		rt.closeBackends()
+	} // else closed by buildGenerationMode
+	return err
+}
+
+func buildGenerationMode(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger, collect bool) (rt *generation, err error) {
+	var problems []error
+	// fail records err: in collect mode it is kept and the build goes on
+	// (fail returns nil), otherwise the build stops with it.
+	fail := func(err error) error {
+		if collect {
+			problems = append(problems, err)
+			return nil
+		}
+		return err
+	}
+	failedBackends := map[string]bool{}
 	rt = &generation{
 		cfg:            cfg,
 		log:            log,
@@ -201,8 +251,8 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		byIssuerSerial: map[string][]*tenantKey{},
 		bySKI:          map[string][]*tenantKey{},
 		owners:         newOwnership(),
-		streamSem:      make(chan struct{}, max(cfg.Limits.MaxStreams, 1)),
 		readAhead:      envelope.NewBudget(cfg.Limits.ReadAheadBytes),
+		pending:        map[string]*uploadRecord{},
 	}
 	opened := rt // rt is nil by the time an error return runs the defer
 	defer func() {
@@ -214,16 +264,20 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
 		bc := cfg.Backends[name]
 		octx, cancel := withTimeout(ctx, 4*timeout)
-		b, err := backends.Open(octx, bc.Type, name, bc.Decode)
+		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name, Logger: log}, bc.Decode)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w", name, err)
+			if err := fail(fmt.Errorf("backend %q: %w", name, err)); err != nil {
+				return nil, err
+			}
+			failedBackends[name] = true
+			continue
 		}
 		rt.backends[name] = &backendState{name: name, typ: bc.Type, b: b}
 	}
-	uploads, err := loadUploads(cfg.Server.DataDir)
-	if err != nil {
-		return nil, err
+	uploads := map[string][]*registry.Record{}
+	for _, r := range records {
+		uploads[r.Tenant] = append(uploads[r.Tenant], r)
 	}
 	for _, tc := range cfg.Tenants {
 		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
@@ -232,7 +286,10 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			for _, f := range tc.CA {
 				certs, err := pki.LoadCertificates(f)
 				if err != nil {
-					return nil, fmt.Errorf("tenant %q: ca %s: %w", tc.Name, f, err)
+					if err := fail(fmt.Errorf("tenant %q: ca %s: %w", tc.Name, f, err)); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				for _, c := range certs {
 					roots.AddCert(c)
@@ -248,27 +305,52 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			specs = append(specs, keySpec{id: kc.ID, source: "config", backend: kc.Backend, ref: kc.Key, certFile: kc.Cert, padding: kc.Padding, state: kc.State, useKeyID: kc.KeyID})
 		}
 		for _, u := range uploads[tc.Name] {
-			s, err := u.spec()
+			if u.Pending {
+				// An upload interrupted between its key import and its
+				// record (see reconcile in certstore.go).
+				if u = rt.reconcile(ctx, u, timeout); u == nil {
+					continue
+				}
+			}
+			s, err := specOf(u)
 			if err != nil {
-				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
+				if err := fail(fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			specs = append(specs, s)
 		}
 		for _, s := range specs {
 			if slices.ContainsFunc(t.keys, func(k *tenantKey) bool { return k.id == s.id }) {
-				return nil, fmt.Errorf("tenant %q: key id %q is used twice (configuration and upload?)", tc.Name, s.id)
+				if err := fail(fmt.Errorf("tenant %q: key id %q is used twice (configuration and upload?)", tc.Name, s.id)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if failedBackends[s.backend] {
+				continue // reported with its backend
 			}
 			k, err := rt.resolveKey(ctx, tc.Name, s, timeout)
 			if err != nil {
-				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+				if err := fail(fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			if k.backend != nil {
 				name, err := keyName(k.backend, k.ref)
 				if err != nil {
-					return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+					if err := fail(fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				if err := rt.owners.claim(name, k.public, keyOwner{tenant: tc.Name, keyID: s.id, source: s.origin()}); err != nil {
-					return nil, err
+					if err := fail(err); err != nil {
+						return nil, err
+					}
+					continue
 				}
 			}
 			t.keys = append(t.keys, k)
@@ -276,25 +358,44 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		}
 		rt.tenants[tc.Name] = t
 	}
+	if err := rt.checkIdentifiers(); err != nil {
+		if err := fail(err); err != nil {
+			return nil, err
+		}
+	}
 	if rt.stores, err = openStores(cfg); err != nil {
+		if err := fail(err); err != nil {
+			return nil, err
+		}
+	}
+	if rt.tokenKey, err = openTokenKey(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Server.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
+			if err := fail(fmt.Errorf("tls_cert/tls_key: %w", err)); err != nil {
+				return nil, err
+			}
+		} else {
+			rt.tlsCert = &c
 		}
-		rt.tlsCert = &c
 	}
 	if cfg.Server.ClientCA != "" {
 		certs, err := pki.LoadCertificates(cfg.Server.ClientCA)
 		if err != nil {
-			return nil, fmt.Errorf("client_ca: %w", err)
+			if err := fail(fmt.Errorf("client_ca: %w", err)); err != nil {
+				return nil, err
+			}
+		} else {
+			rt.clientCAs = x509.NewCertPool()
+			for _, c := range certs {
+				rt.clientCAs.AddCert(c)
+			}
 		}
-		rt.clientCAs = x509.NewCertPool()
-		for _, c := range certs {
-			rt.clientCAs.AddCert(c)
-		}
+	}
+	if len(problems) > 0 {
+		return rt, errors.Join(problems...)
 	}
 	return rt, nil
 }
@@ -423,7 +524,7 @@ func (rt *generation) encryptKeys(t *tenant) ([]envelope.Recipient, []*tenantKey
 		if firstErr != nil {
 			return nil, nil, firstErr
 		}
-		return nil, nil, newAPIError(409, "no_active_key", "tenant %q has no active key", t.name)
+		return nil, nil, newAPIError(http.StatusConflict, "no_active_key", "tenant %q has no active key", t.name)
 	}
 	return recips, keys, nil
 }
@@ -514,13 +615,14 @@ func (o *observedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.Decr
 	defer cancel()
 	start := time.Now()
 	pt, err := backends.Decrypter(ctx, o.key).Decrypt(rand, msg, opts)
+	if err != nil {
+		o.k.backend.noteFailure(o.ctx, err)
+	}
 	if o.observe != nil {
 		o.observe(o.k, time.Since(start), err)
 	}
 	return pt, err
 }
-
-func (rt *generation) streams() chan struct{} { return rt.streamSem }
 
 // acquire takes a reference; false if the generation is already closed.
 func (rt *generation) acquire() bool {
@@ -576,23 +678,79 @@ func (rt *generation) closeBackends() {
 	}
 }
 
-// check runs a health check of bs unless one ran within maxAge.
+// check returns the health of bs: its state when younger than maxAge (a
+// check, or a request that found the backend unavailable), else the result
+// of a health check, bounded by timeout. Callers that ask while a check
+// runs share it; each waits only until its own ctx ends, and then reports
+// the backend down for not answering in time (a Health that ignores its
+// context, such as a hung PKCS#11 call, holds up no one). The check runs
+// on after a caller gives up, detached from the caller's cancellation, and
+// records its result for the next caller.
 func (bs *backendState) check(ctx context.Context, timeout, maxAge time.Duration) (bool, string) {
 	bs.mu.Lock()
-	defer bs.mu.Unlock()
 	if !bs.checked.IsZero() && time.Since(bs.checked) < maxAge {
+		defer bs.mu.Unlock()
 		return bs.up, bs.lastErr
 	}
-	ctx, cancel := withTimeout(ctx, timeout)
-	defer cancel()
-	err := bs.b.Health(ctx)
-	bs.checked = time.Now()
-	bs.up = err == nil
-	bs.lastErr = ""
-	if err != nil {
-		bs.lastErr = err.Error()
+	hc := bs.inflight
+	if hc == nil {
+		hc = &healthCheck{done: make(chan struct{}), started: time.Now()}
+		bs.inflight = hc
+		go bs.runCheck(context.WithoutCancel(ctx), timeout, hc)
 	}
-	return bs.up, bs.lastErr
+	bs.mu.Unlock()
+	select {
+	case <-hc.done:
+		return hc.up, hc.why
+	case <-ctx.Done():
+		return false, fmt.Sprintf("the health check did not answer within %s", time.Since(hc.started).Round(time.Millisecond))
+	}
+}
+
+// runCheck runs hc: one call of Health, whose result becomes bs's state
+// unless a request failure was recorded meanwhile (newer news).
+func (bs *backendState) runCheck(ctx context.Context, timeout time.Duration, hc *healthCheck) {
+	ctx, cancel := withTimeout(ctx, timeout)
+	err := bs.b.Health(ctx)
+	cancel()
+	bs.mu.Lock()
+	if !bs.checked.After(hc.started) {
+		bs.checked = time.Now()
+		bs.up = err == nil
+		bs.lastErr = ""
+		if err != nil {
+			bs.lastErr = err.Error()
+		}
+	}
+	hc.up, hc.why = bs.up, bs.lastErr
+	bs.inflight = nil
+	bs.mu.Unlock()
+	close(hc.done)
+}
+
+// status returns the last known state without checking.
+func (bs *backendState) status() (bool, string) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return bs.up || bs.checked.IsZero(), bs.lastErr
+}
+
+// noteFailure records a failed request on bs. A backend that answered
+// "unavailable" (or did not answer within backend_timeout while the
+// request still waited) shows as down in /v1/health at once, until a health
+// check finds it up again. parent is the request's context: a request the
+// client gave up on says nothing about the backend.
+func (bs *backendState) noteFailure(parent context.Context, err error) {
+	down := errors.Is(err, backends.ErrUnavailable) ||
+		errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil
+	if !down {
+		return
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	bs.checked = time.Now()
+	bs.up = false
+	bs.lastErr = err.Error()
 }
 
 // fingerprint is the hex SHA-256 of a certificate.

@@ -63,6 +63,12 @@ func keystoreFor(t testing.TB, path string, aliases ...string) map[string]*teste
 // keystore holds aliases.
 func newHarness(t testing.TB, body string, aliases ...string) *harness {
 	t.Helper()
+	return newHarnessServer(t, "", body, aliases...)
+}
+
+// newHarnessServer is newHarness with more lines for the [server] table.
+func newHarnessServer(t testing.TB, server, body string, aliases ...string) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, dir: dir, cfgPath: filepath.Join(dir, "envelopd.toml"), ks: filepath.Join(dir, "keys.envks"),
 		audit: &switchWriter{}, logs: &testenv.SyncBuffer{}}
@@ -72,7 +78,8 @@ func newHarness(t testing.TB, body string, aliases ...string) *harness {
 socket = %q
 data_dir = %q
 audit_log = "-"
-`, filepath.Join(dir, "s.sock"), filepath.Join(dir, "data")) + strings.ReplaceAll(body, "%[1]s", h.ks)
+%s
+`, filepath.Join(dir, "s.sock"), filepath.Join(dir, "data"), server) + strings.ReplaceAll(body, "%[1]s", h.ks)
 	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,17 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
 // handleHealth reports liveness and per-backend readiness; 503 when a
-// backend some tenant key needs is down.
+// backend some tenant key needs is down (a request that just found a backend
+// unavailable counts, without waiting for the next check), "degraded" with
+// 200 when only an unused backend is down or the last reload failed. Reasons
+// says why, one sentence each.
 func (s *Server) handleHealth(c *call) error {
 	type bh struct {
 		Type     string `json:"type"`
@@ -18,7 +23,9 @@ func (s *Server) handleHealth(c *call) error {
 		Error    string `json:"error,omitempty"`
 	}
 	out := struct {
-		Status   string        `json:"status"`
+		Status string `json:"status"`
+		// Reasons says why the status is not "ok", one sentence each.
+		Reasons  []string      `json:"reasons,omitempty"`
 		Backends map[string]bh `json:"backends"`
 		Tenants  int           `json:"tenants"`
 	}{Status: "ok", Backends: map[string]bh{}, Tenants: len(c.rt.tenants)}
@@ -44,11 +51,30 @@ func (s *Server) handleHealth(c *call) error {
 			if r.h.Required {
 				out.Status = "unavailable"
 				status = http.StatusServiceUnavailable
-			} else if out.Status == "ok" {
-				out.Status = "degraded"
+				out.Reasons = append(out.Reasons, fmt.Sprintf("backend %q, which tenant keys use, is down", r.name))
+			} else {
+				if out.Status == "ok" {
+					out.Status = "degraded"
+				}
+				out.Reasons = append(out.Reasons, fmt.Sprintf("backend %q is down (no tenant key uses it)", r.name))
 			}
 		}
 	}
+	if rf := s.reloadFailed.Load(); rf != nil {
+		// The daemon serves, with the previous configuration.
+		if out.Status == "ok" {
+			out.Status = "degraded"
+		}
+		out.Reasons = append(out.Reasons, fmt.Sprintf("the configuration reload at %s failed, so the previous configuration is still in use: %s", rf.at.Format(time.RFC3339), rf.err))
+	}
+	if rd := s.regDown.Load(); rd != nil {
+		// The daemon serves the certificates it last read.
+		if out.Status == "ok" {
+			out.Status = "degraded"
+		}
+		out.Reasons = append(out.Reasons, fmt.Sprintf("the certificate registry has been unreachable since %s, so certificates cannot be changed and changes made elsewhere are not seen: %s", rd.at.Format(time.RFC3339), rd.err))
+	}
+	slices.Sort(out.Reasons)
 	return c.writeJSON(status, out)
 }
 

@@ -30,7 +30,7 @@ type peerKey struct{}
 func connContext(listener string) func(ctx context.Context, c net.Conn) context.Context {
 	return func(ctx context.Context, c net.Conn) context.Context {
 		p := &peer{listener: listener, remote: c.RemoteAddr().String()}
-		if uc, ok := c.(*net.UnixConn); ok {
+		if uc, ok := netConn(c).(*net.UnixConn); ok {
 			if cred, err := peerCred(uc); err == nil {
 				p.hasCred, p.uid, p.gid, p.pid = true, int(cred.Uid), int(cred.Gid), int(cred.Pid)
 				p.remote = "uid=" + strconv.Itoa(p.uid) + ",pid=" + strconv.Itoa(p.pid)

@@ -7,14 +7,18 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"math/rand/v2"
+	"math/big"
+	mrand "math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/envelope"
@@ -47,8 +52,13 @@ type = "file"
 keystore = "%[1]s.link"
 password = "pass:pw-pw-pw-pw"
 
+[storage.shared]
+type = "file"
+root = "%[1]s.rec"
+
 [[tenants]]
 name = "a"
+storage = "shared"
   [[tenants.keys]]
   id = "a1"
   backend = "local"
@@ -56,6 +66,7 @@ name = "a"
 
 [[tenants]]
 name = "b"
+storage = "shared"
   [[tenants.keys]]
   id = "b1"
   backend = "local"
@@ -80,6 +91,9 @@ func newTwoTenants(t testing.TB, extra string) *harness {
 	ks := filepath.Join(dir, "keys.envks")
 	certs := keystoreFor(t, ks, "a-k1", "b-k1", "spare")
 	if err := os.Symlink(ks, ks+".link"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(ks+".rec", 0o700); err != nil { // the shared recording storage
 		t.Fatal(err)
 	}
 	body := strings.ReplaceAll(twoTenants+extra, "%[1]s", ks)
@@ -253,6 +267,22 @@ func TestConfigKeySharedByTwoTenants(t *testing.T) {
 			t.Logf("refused: %v", err)
 		})
 	}
+	// A certificate that names another tenant's key by its identifiers.
+	t.Run("identifiers of another tenant's key", func(t *testing.T) {
+		h := newTwoTenants(t, "")
+		h.srv.Close()
+		b := h.certs["b-k1"]
+		forged := forgeCert(t, h.certs["spare"].Key, b.Cert.Issuer, func(c *x509.Certificate) { c.SerialNumber = b.Cert.SerialNumber })
+		certFile := filepath.Join(h.dir, "forged.crt")
+		os.WriteFile(certFile, forged, 0o644)
+		cfg, _ := os.ReadFile(h.cfgPath)
+		cfg = append(cfg, fmt.Sprintf("[[tenants]]\nname = \"c\"\n  [[tenants.keys]]\n  id = \"c1\"\n  backend = \"local\"\n  key = \"spare\"\n  cert = %q\n", certFile)...)
+		os.WriteFile(h.cfgPath, cfg, 0o600)
+		_, err := New(t.Context(), Options{ConfigPath: h.cfgPath, LogOutput: h.logs, AuditOutput: h.audit})
+		if err == nil || !strings.Contains(err.Error(), `"b"`) || !strings.Contains(err.Error(), `"c"`) {
+			t.Fatalf("a certificate with b's issuer and serial for c's key: %v", err)
+		}
+	})
 	// Two keys of one tenant may share a key pair (a renewed certificate).
 	t.Run("one tenant, two certificates of one key", func(t *testing.T) {
 		newTwoTenants(t, "[[tenants]]\nname = \"c\"\n  [[tenants.keys]]\n  id = \"c1\"\n  backend = \"local\"\n  key = \"spare\"\n  [[tenants.keys]]\n  id = \"c2\"\n  backend = \"same\"\n  key = \"file:spare\"\n  state = \"retired\"\n")
@@ -379,6 +409,19 @@ func (m *bMaterial) leaks(body []byte) string {
 	return ""
 }
 
+// followURL returns the path of a "url" in a JSON answer, or "".
+func followURL(body []byte) string {
+	var js struct{ URL string }
+	if json.Unmarshal(body, &js) != nil || js.URL == "" {
+		return ""
+	}
+	u, err := url.Parse(js.URL)
+	if err != nil {
+		return ""
+	}
+	return u.RequestURI()
+}
+
 // variant is one request shape tried on every route.
 type variant struct {
 	name   string
@@ -412,6 +455,8 @@ func isolationVariants(h *harness, m *bMaterial, bUploaded *testenv.Cert) []vari
 				add("private key into "+backend+":"+ref, url.Values{"id": {"k1"}, "backend": {backend}, "key": {ref}}, append(append([]byte(nil), fresh.CertPEM...), fresh.KeyPEM...))
 			}
 		}
+		add("playback of b's recording", nil, js(map[string]any{"media": "/b.p7m"}), "Content-Type", "application/json")
+		add("playback of b's raw media", nil, js(map[string]any{"media": "/b.raw", "envelope": string(hdrPEM)}), "Content-Type", "application/json")
 		add("certificate only", url.Values{"id": {"c1"}}, bCert.CertPEM)
 		add("uploaded certificate only", url.Values{"id": {"c2"}, "state": {"retired"}}, bUploaded.CertPEM)
 	}
@@ -460,16 +505,27 @@ func TestTenantIsolationProperty(t *testing.T) {
 	cw.Write(m.plain)
 	cw.Close()
 	m.raw = raw.Bytes()
+	// b's recordings in the storage both tenants play from.
+	for name, data := range map[string][]byte{"b.p7m": m.complete[0], "b.raw": m.raw} {
+		if err := os.WriteFile(filepath.Join(h.ks+".rec", name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// b itself gets 200 for these (the material is right).
 	if r := h.do(uidAdminB, "POST", "/v1/decrypt", m.complete[1]); r.status != 200 {
 		t.Fatalf("b decrypts: %d %s", r.status, r.body)
+	}
+	if r := h.do(uidAdminB, "POST", "/v1/tenants/b/playback", []byte(`{"media":"/b.p7m"}`)); r.status/100 != 2 {
+		t.Fatalf("b plays its recording: %d %s", r.status, r.body)
+	} else if l := h.do(-1, "GET", followURL(r.body), nil); l.status != 200 || m.leaks(l.body) == "" {
+		t.Fatalf("b's play URL: %d %.80q", l.status, l.body)
 	}
 
 	uids := []int{-1, 4242, uidAdminA} // no credentials, no rule, admin of a
 	for mask := 1; mask < 64; mask++ {
 		uids = append(uids, 2000+mask)
 	}
-	rng := rand.New(rand.NewPCG(10, 1))
+	rng := mrand.New(mrand.NewPCG(10, 1))
 	if testing.Short() {
 		rng.Shuffle(len(uids), func(i, j int) { uids[i], uids[j] = uids[j], uids[i] })
 		uids = uids[:12]
@@ -512,6 +568,14 @@ func TestTenantIsolationProperty(t *testing.T) {
 						t.Errorf("uid %d: %s %s (%s): HTTP %d on tenant b", uid, method, target, v.name, r.status)
 					} else if why := m.leaks(r.body); why != "" {
 						t.Errorf("uid %d: %s %s (%s): HTTP %d with %s", uid, method, target, v.name, r.status, why)
+					} else if link := followURL(r.body); link != "" {
+						// A capability in the answer (a play URL): what it
+						// serves counts too.
+						if l := h.do(-1, "GET", link, nil); l.status/100 == 2 {
+							if why := m.leaks(l.body); why != "" {
+								t.Errorf("uid %d: %s %s (%s): its URL %s serves %s", uid, method, target, v.name, link, why)
+							}
+						}
 					}
 				}
 			}
@@ -541,4 +605,54 @@ func TestTenantIsolationProperty(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestUploadIdentifierCollision: an admin of a uploads a certificate of a's
+// own key that carries the recipient identifiers of b's key (b's issuer and
+// serial number, b's subject key identifier). The daemon finds keys by
+// those identifiers, so such a certificate would put a's key in front of
+// b's for every client of both tenants (b's recordings would fail to
+// decrypt for them). It is refused.
+func TestUploadIdentifierCollision(t *testing.T) {
+	h := newTwoTenants(t, "\n[[clients]]\nname = \"both\"\nuid = 1003\ntenants = [\"a\", \"b\"]\nallow = [\"decrypt\"]\n")
+	a, b := h.certs["a-k1"], h.certs["b-k1"]
+	env := sealTo(t, b.Cert, []byte("b's recording"))
+	skiEnv := func() []byte {
+		var buf bytes.Buffer
+		w, _ := envelope.Encrypt(&buf, []envelope.Recipient{{Certificate: b.Cert, UseKeyID: true}}, &envelope.Options{Length: 3})
+		w.Write([]byte("ski"))
+		w.Close()
+		return buf.Bytes()
+	}()
+	for name, tmpl := range map[string]func(*x509.Certificate){
+		"issuer and serial": func(c *x509.Certificate) {
+			c.SerialNumber = b.Cert.SerialNumber
+			c.SubjectKeyId = []byte{1, 2, 3, 4}
+		},
+		"subject key identifier": func(c *x509.Certificate) { c.SubjectKeyId = b.Cert.SubjectKeyId },
+	} {
+		forged := forgeCert(t, a.Key, b.Cert.Issuer, tmpl)
+		r := uploadPEM(h, uidAdminA, "a", url.Values{"id": {"forged-" + strings.ReplaceAll(name, " ", "-")}, "backend": {"local"}, "key": {"a-k1"}}, forged)
+		if r.status != 403 && r.status != 409 {
+			t.Errorf("%s of b's key on a's certificate: HTTP %d %s; want 403 or 409", name, r.status, r.body)
+		}
+		for _, e := range [][]byte{env, skiEnv} {
+			if r := h.do(1003, "POST", "/v1/decrypt", e); r.status != 200 {
+				t.Errorf("after the %s upload, a client of both tenants cannot decrypt b's recording: %d %s", name, r.status, r.body)
+			}
+		}
+	}
+}
+
+// forgeCert makes a self-signed certificate of key with the given issuer
+// name (and so subject), changed by mod.
+func forgeCert(t testing.TB, key *rsa.PrivateKey, issuer pkix.Name, mod func(*x509.Certificate)) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: issuer, Issuer: issuer, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0), KeyUsage: x509.KeyUsageKeyEncipherment}
+	mod(tmpl)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -35,6 +35,8 @@ type call struct {
 	// handler returns so that no codec goroutine touches the connection
 	// after the request.
 	body *countingReader
+	// stream is set once a streamed call holds its slot (acquireStream).
+	stream *stream
 }
 
 // wrap runs a route: request id, panic recovery, generation reference,
@@ -49,8 +51,6 @@ func (s *Server) wrap(rt route) http.Handler {
 		c.recID = sanitizeRecordingID(r.Header.Get("X-Recording-Id"))
 		c.tenant = r.PathValue("tenant")
 		w.Header().Set("X-Request-Id", c.reqID)
-		c.rt = s.acquireGeneration()
-		defer c.rt.release()
 		var abort bool
 		defer func() {
 			if p := recover(); p != nil {
@@ -70,13 +70,20 @@ func (s *Server) wrap(rt route) http.Handler {
 				panic(http.ErrAbortHandler)
 			}
 		}()
+		// After the recover handler: a nil generation (the server shut
+		// down) is an answer, not a panic.
+		if c.rt = s.acquireGeneration(); c.rt == nil {
+			writeError(c.w, errShuttingDown)
+			return
+		}
+		defer c.rt.release()
 		c.id = authenticate(r, c.rt.cfg.Clients)
 		if !c.permitted(rt.perm) {
 			s.log.Info("access denied", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "remote", c.id.remote, "request_id", c.reqID)
 			s.metrics.Error("forbidden")
 			ev := c.event()
 			ev.Outcome = "denied"
-			if err := s.audit.Log(ev); err != nil {
+			if err := s.logAudit(ev); err != nil {
 				s.log.Error("audit log write failed", "error", err)
 			}
 			writeError(c.w, errDenied)
@@ -84,6 +91,14 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		err := rt.h(c)
 		c.stopBody()
+		if why := c.stream.brokenErr(); why != nil {
+			// Broken off for its rate: its deadlines have passed, so
+			// the connection can only be closed.
+			s.log.Warn("stream broken off", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "request_id", c.reqID, "reason", why.Error())
+			s.metrics.Error(classify(why).code)
+			abort = true
+			return
+		}
 		var ab *abortError
 		aborting := err != nil && (errors.As(err, &ab) || c.w.wrote)
 		if c.duplex && !aborting && !c.finishBody() {
@@ -160,7 +175,7 @@ func (c *call) auditKey(ev audit.Event, k *tenantKey, keyIDs string) error {
 	} else if keyIDs != "" {
 		ev.KeyID = keyIDs
 	}
-	if err := c.s.audit.Log(ev); err != nil {
+	if err := c.s.logAudit(ev); err != nil {
 		c.s.log.Error("audit log write failed; refusing the key operation", "op", c.op, "request_id", c.reqID, "error", err)
 		c.s.metrics.Error("audit")
 		return &apiError{status: errAuditDown.status, code: errAuditDown.code, message: errAuditDown.message, err: err}
@@ -201,10 +216,10 @@ type respWriter struct {
 	wrote bool
 	code  int
 	n     int64
-	// With rc set (streams), every write waits at most stall for the
-	// client to read.
-	rc    *http.ResponseController
-	stall time.Duration
+	// With st set (streams), every write waits at most
+	// limits.idle_timeout for the client to read, and counts for the
+	// stream's rate.
+	st *stream
 }
 
 func (w *respWriter) WriteHeader(code int) {
@@ -220,11 +235,16 @@ func (w *respWriter) Write(p []byte) (int, error) {
 		w.wrote = true
 		w.code = http.StatusOK
 	}
-	if w.rc != nil && w.stall > 0 {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.stall))
+	if w.st != nil {
+		if err := w.st.beforeWrite(); err != nil {
+			return 0, err
+		}
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
+	if w.st != nil {
+		w.st.out.Add(int64(n))
+	}
 	return n, err
 }
 

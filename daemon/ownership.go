@@ -2,17 +2,20 @@
 //
 // A backend key belongs to at most one tenant. A tenant owns the keys its
 // [[tenants.keys]] name, and the keys its uploads created by importing a
-// private key (uploadRecord.CreatedKey, persisted in data_dir with the
+// private key (registry.Record.CreatedKey, persisted in the registry with the
 // upload, see certstore.go). An upload may name an existing backend key
 // only when the uploading tenant already owns it; a key nobody owns is not
-// free for the taking.
+// free for the taking. With a registry shared by several instances the
+// database enforces it as well: an upload's canonical key name has one
+// owning tenant (registry.ErrKeyOwned), so that two instances checking
+// their own tables at once cannot give one key to two tenants.
 //
 // Two references name the same key when their canonical names are equal
 // (backends.KeyNamer: the same keystore file, token, Vault mount or KMS
 // region, and the key in one normal form) or when the keys have the same
 // public key (the same key pair, which also catches what only the store
 // could resolve: a PKCS#11 label and an id, a KMS alias and its key id).
-// A configuration (with the uploads in data_dir) in which two tenants name
+// A configuration (with the uploads in the registry) in which two tenants name
 // the same key is refused when it loads, naming both tenants.
 //
 // The ownership table is built with every generation, from the
@@ -30,6 +33,7 @@ import (
 	"net/http"
 
 	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/internal/pki"
 )
 
 // keyOwner says which tenant owns a backend key, and where that is said.
@@ -93,6 +97,44 @@ func (ow *ownership) claim(name string, pub *rsa.PublicKey, o keyOwner) error {
 		return fmt.Errorf("%s and %s hold the same key pair: a backend key belongs to at most one tenant; give each tenant its own key", prev, o)
 	} else if !ok {
 		ow.byPublic[id] = o
+	}
+	return nil
+}
+
+// identifierClash returns a key of rt that the recipient identifiers of
+// leaf (issuer and serial number, subject key identifier) would also name
+// but that has another public key, or nil. Keys are found by those
+// identifiers (the resolver takes the first one the client may use), so a
+// certificate carrying another key's identifiers would stand in front of
+// that key.
+func (rt *generation) identifierClash(leaf *x509.Certificate, pub *rsa.PublicKey) *tenantKey {
+	lists := [][]*tenantKey{rt.byIssuerSerial[issuerSerialKey(leaf.RawIssuer, leaf.SerialNumber)], rt.bySKI[string(pki.SubjectKeyID(pub))]}
+	if len(leaf.SubjectKeyId) > 0 {
+		lists = append(lists, rt.bySKI[string(leaf.SubjectKeyId)])
+	}
+	for _, l := range lists {
+		for _, k := range l {
+			if !k.public.Equal(pub) {
+				return k
+			}
+		}
+	}
+	return nil
+}
+
+// checkIdentifiers fails when keys of two tenants with different public
+// keys share a recipient identifier (see identifierClash).
+func (rt *generation) checkIdentifiers() error {
+	for _, index := range []map[string][]*tenantKey{rt.byIssuerSerial, rt.bySKI} {
+		for _, ks := range index {
+			for i, k := range ks {
+				for _, o := range ks[i+1:] {
+					if k.tenant != o.tenant && !k.public.Equal(o.public) {
+						return fmt.Errorf("tenant %q key %q and tenant %q key %q have certificates with the same issuer and serial number or subject key identifier but different keys: recipients could not be told apart; fix the certificates", k.tenant, k.id, o.tenant, o.id)
+					}
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -52,8 +52,12 @@ type playbackResponse struct {
 	ContentType string `json:"content_type"`
 }
 
-var errNoStorage = func(t string) error {
+func errNoStorage(t string) error {
 	return newAPIError(http.StatusConflict, "no_storage", "tenant %q has no recording storage: set storage = \"NAME\" in its [[tenants]] entry", t)
+}
+
+func errTooManySessions(pc config.Playback) error {
+	return newAPIError(http.StatusServiceUnavailable, "too_many_sessions", "too many playback sessions (playback.max_sessions = %d); retry later", pc.MaxSessions)
 }
 
 // handlePlaybackCreate opens a recording in the tenant's storage, unwraps
@@ -72,6 +76,10 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 		return errNoStorage(t.name)
 	}
 	st := c.rt.stores[tc.Storage]
+	pc := c.rt.cfg.Playback
+	if s.play.full(pc) {
+		return errTooManySessions(pc)
+	}
 	ctx := c.r.Context()
 	sess := &playSession{tenant: t.name, client: c.id.name, rule: *c.id.client, cfg: c.rt.cfg, store: tc.Storage, recID: c.recID}
 	if req.RecordingID != "" {
@@ -127,8 +135,11 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 	}
 	sess.etag = playETag(tc.Storage, sess.obj)
 	sess.staging = c.rt.cfg.Playback.StagingDir
+	if sess.staging == "" {
+		sess.staging = c.rt.cfg.Server.StagingDir
+	}
 	// A GCM recording is read whole at creation: take a stream slot.
-	done, err := c.acquireStream()
+	done, err := c.acquireStream(sess.tenant)
 	if err != nil {
 		return err
 	}
@@ -150,13 +161,19 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 		sk.Close()
 		return err
 	}
-	pc := c.rt.cfg.Playback
 	sess.token = newToken()
 	sess.expires = s.play.clock().Add(pc.TokenLifetime.Duration)
+	if c.rt.tokenKey != nil { // any instance of the cluster serves it (playtoken.go)
+		if sess.token, err = sealToken(c.rt.tokenKey, sess); err != nil {
+			clear(dk.Key)
+			sk.Close()
+			return err
+		}
+	}
 	if !s.play.add(sess, dk, sk, pc) {
 		clear(dk.Key)
 		sk.Close()
-		return newAPIError(http.StatusServiceUnavailable, "too_many_sessions", "too many playback sessions (playback.max_sessions = %d); retry later", pc.MaxSessions)
+		return errTooManySessions(pc)
 	}
 	url := "/v1/play/" + sess.token
 	c.w.Header().Set("Location", url)
@@ -266,7 +283,7 @@ func (s *Server) openRecording(c *call, sess *playSession) (*envelope.DataKey, *
 		if dk, err = l.UnwrapKey(res); err != nil {
 			return nil, nil, res.used, err
 		}
-		sk, err = l.OpenSeekable(src, dk, &envelope.SeekOptions{TempDir: sess.staging})
+		sk, err = l.OpenSeekable(src, dk, c.seekOptions(sess.staging))
 	}
 	if err != nil {
 		clear(dk.Key)
@@ -278,6 +295,12 @@ func (s *Server) openRecording(c *call, sess *playSession) (*envelope.DataKey, *
 // handlePlay serves GET and HEAD /v1/play/<token>.
 func (s *Server) handlePlay(c *call) error {
 	sess := s.play.session(c.r.PathValue("token"))
+	if sess == nil && c.rt.tokenKey != nil {
+		var err error
+		if sess, err = s.adoptSession(c, c.r.PathValue("token")); err != nil {
+			return err
+		}
+	}
 	if sess == nil {
 		return newAPIError(http.StatusNotFound, "not_found", "unknown or expired playback token: create a new playback session")
 	}
@@ -308,7 +331,7 @@ func (s *Server) handlePlay(c *call) error {
 		c.w.WriteHeader(status)
 		return nil
 	}
-	done, err := c.acquireStream()
+	done, err := c.acquireStream(sess.tenant)
 	if err != nil {
 		return err
 	}
@@ -331,7 +354,6 @@ func (s *Server) handlePlay(c *call) error {
 	if err != nil {
 		return s.playFailed(c, sess, err)
 	}
-	c.startStream()
 	c.w.WriteHeader(status)
 	out := meteredWriter{c.w, s}
 	written := int64(first)
@@ -364,12 +386,6 @@ func (m meteredWriter) Write(p []byte) (int, error) {
 	n, err := m.w.Write(p)
 	m.s.metrics.AddBytes("playback", "out", int64(n))
 	return n, err
-}
-
-// startStream makes every further write wait at most idle_timeout for the
-// client to read.
-func (c *call) startStream() {
-	c.w.rc, c.w.stall = http.NewResponseController(c.w), c.rt.cfg.Limits.IdleTimeout.Duration
 }
 
 // playFailed reports a failure before the first byte of a play request;
@@ -443,7 +459,7 @@ func (s *Server) recheck(c *call, sess *playSession) error {
 		ev.Outcome = "denied"
 		ev.Error = "forbidden"
 		ev.KeyID = sess.keyID
-		if err := s.audit.Log(ev); err != nil {
+		if err := s.logAudit(ev); err != nil {
 			s.log.Error("audit log write failed", "error", err)
 		}
 		return errDenied

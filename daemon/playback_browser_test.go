@@ -38,6 +38,9 @@ func (e *playEnv) playbackBytesOut(t *testing.T) int64 {
 }
 
 func TestPlaybackInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 MB of media through headless Chromium: runs in the full pass (contrib/testenv/test.sh runs both)")
+	}
 	e := startPlayback(t, "")
 	media := t.TempDir()
 	mp3 := browsertest.MP3(t, media, 2400) // 40 minutes, 96 MB

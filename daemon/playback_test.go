@@ -54,7 +54,7 @@ func startPlayback(t testing.TB, playbackTOML string) *playEnv {
 		t.Fatal(err)
 	}
 	certs := map[string]*testenv.Cert{}
-	for _, k := range []string{"k1", "k2", "k3"} {
+	for _, k := range []string{"k1", "k2", "k3", "k4"} {
 		c := testenv.NewCert(t, "play-"+k, nil)
 		certs[k] = c
 		if _, err := ks.Import(ctx, file.ImportEntry{Alias: k, Key: c.Key, Chain: []*x509.Certificate{c.Cert}}); err != nil {
@@ -109,10 +109,16 @@ storage = "bad"
   id = "k3"
   backend = "ks"
   key = "k3"
+[[tenants]]
+name = "w"
+  [[tenants.keys]]
+  id = "k4"
+  backend = "ks"
+  key = "k4"
 [[clients]]
 name = "me"
 uid = %d
-tenants = ["t", "v"]
+tenants = ["t", "v", "w"]
 allow = [%s]
 `, sock, tcp, filepath.Join(dir, "data"), filepath.Join(dir, "ks"), dav.URL, dav.User, dav.Pass, dav.URL, dav.User, playbackTOML, os.Getuid(), allow)
 	}
@@ -322,6 +328,7 @@ func TestPlaybackLayouts(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := len(e.audit.lines(`"op":"playback"`))
+			started := len(e.audit.lines(`"outcome":"started"`))
 			pr := e.mustCreate(t, "t", c.req)
 			if pr.Size != int64(len(c.pt)) || pr.ContentType != c.ctype || !strings.HasPrefix(pr.URL, "/v1/play/") {
 				t.Fatalf("answer %+v", pr)
@@ -331,8 +338,8 @@ func TestPlaybackLayouts(t *testing.T) {
 				t.Fatalf("expires_at %q: want about 5 minutes from now", pr.ExpiresAt)
 			}
 			lines := e.audit.lines(`"op":"playback"`)
-			if len(lines) != before+1 {
-				t.Fatalf("%d new audit lines, want 1", len(lines)-before)
+			if len(lines) != before+2 || len(e.audit.lines(`"outcome":"started"`)) != started+1 {
+				t.Fatalf("%d new audit lines, want 2 (started before the unwrap, ok after)", len(lines)-before)
 			}
 			l := lines[len(lines)-1]
 			for _, want := range []string{`"client":"me"`, `"tenant":"t"`, `"key_id":"k1"`, `"outcome":"ok"`} {
@@ -513,6 +520,16 @@ func TestPlaybackStatuses(t *testing.T) {
 	})
 }
 
+func TestPlaybackLimits(t *testing.T) {
+	e := startPlayback(t, "max_sessions = 1")
+	meta, _, _ := e.recordRaw(t, "t", "lim-1", payload(1000), "audio/mp3")
+	e.mustCreate(t, "t", map[string]string{"metadata": meta})
+	b, _ := json.Marshal(map[string]string{"metadata": meta})
+	expect(t, e.do(t, "POST", "/v1/tenants/t/playback", b), 503, "too_many_sessions")
+	expect(t, e.do(t, "POST", "/v1/tenants/w/playback", b), 409, "no_storage")
+	expect(t, e.do(t, "POST", "/v1/tenants/nope/playback", b), 403, "forbidden")
+}
+
 func TestPlaybackKeyCache(t *testing.T) {
 	e := startPlayback(t, "key_cache_size = 1\nkey_cache_lifetime = \"1h\"")
 	voice := payload(50000)
@@ -535,12 +552,13 @@ func TestPlaybackKeyCache(t *testing.T) {
 	}
 	// Playing the first session again unwraps again, audited.
 	n := len(e.audit.lines(`"recording_id":"kc-1"`))
+	// (started and ok)
 	resp := doReq(t, e.anon, "GET", e.tcp+pr1.URL, nil, "Range", "bytes=0-99")
 	if b := readBody(t, resp); resp.StatusCode != 206 || !bytes.Equal(b, voice[:100]) {
 		t.Fatalf("after eviction: %d", resp.StatusCode)
 	}
-	if got := len(e.audit.lines(`"recording_id":"kc-1"`)); got != n+1 {
-		t.Fatalf("%d new audit lines for the re-unwrap, want 1", got-n)
+	if got := len(e.audit.lines(`"recording_id":"kc-1"`)); got != n+2 {
+		t.Fatalf("%d new audit lines for the re-unwrap, want 2", got-n)
 	}
 }
 

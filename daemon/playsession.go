@@ -57,6 +57,7 @@ type playback struct {
 	keys     map[string]*cachedKey
 	lru      list.List // front = most recently used
 	janitor  bool
+	stop     chan struct{}    // closed by closeAll: the janitor ends
 	now      func() time.Time // tests
 }
 
@@ -98,6 +99,34 @@ func (p *playback) add(s *playSession, dk *envelope.DataKey, sk *envelope.Seekab
 	p.putLocked(s.token, dk, sk, pc)
 	p.startJanitorLocked(pc)
 	return true
+}
+
+// adopt stores a session whose key is not unwrapped yet (a sealed token
+// of another instance); false when max sessions are alive. A session that
+// is there already stays.
+func (p *playback) adopt(s *playSession, pc config.Playback) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.init()
+	p.sweepLocked()
+	if _, ok := p.sessions[s.token]; ok {
+		return true
+	}
+	if len(p.sessions) >= pc.MaxSessions {
+		return false
+	}
+	p.sessions[s.token] = s
+	p.startJanitorLocked(pc)
+	return true
+}
+
+// full reports whether max sessions are alive (after dropping expired ones).
+func (p *playback) full(pc config.Playback) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.init()
+	p.sweepLocked()
+	return len(p.sessions) >= pc.MaxSessions
 }
 
 // session returns the live session of token, or nil.
@@ -233,10 +262,19 @@ func (p *playback) startJanitorLocked(pc config.Playback) {
 	p.janitor = true
 	every := min(pc.KeyCacheLifetime.Duration, pc.TokenLifetime.Duration) / 4
 	every = max(every, 100*time.Millisecond)
+	if p.stop == nil {
+		p.stop = make(chan struct{})
+	}
+	stop := p.stop
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
-		for range t.C {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
 			p.mu.Lock()
 			p.sweepLocked()
 			p.sweepKeysLocked(pc.KeyCacheLifetime.Duration)
@@ -248,6 +286,25 @@ func (p *playback) startJanitorLocked(pc config.Playback) {
 			p.mu.Unlock()
 		}
 	}()
+}
+
+// closeAll ends every session and zeroes every key (at shutdown); the
+// janitor stops at its next tick.
+func (p *playback) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.init()
+	for t := range p.sessions {
+		p.dropLocked(t)
+	}
+	for _, k := range p.keys {
+		p.evictLocked(k)
+	}
+	if p.stop != nil {
+		close(p.stop)
+		p.stop = nil
+		p.janitor = false
+	}
 }
 
 // counts returns the live sessions and cached keys (tests, metrics).

@@ -22,6 +22,10 @@ type probeState struct {
 	mu       sync.Mutex
 	fail     error         // returned by Decrypt and Health when set
 	hang     chan struct{} // Decrypt blocks until it is closed, when set
+	// healthHang, when set, makes Health block until it is closed,
+	// ignoring its context (as a hung PKCS#11 call does).
+	healthHang chan struct{}
+	healths    atomic.Int64 // Health calls
 }
 
 func (p *probeState) setFail(err error) {
@@ -43,22 +47,22 @@ func probeFor(id string) *probeState {
 	return v.(*probeState)
 }
 
+// probeOptions configure a probe backend.
+type probeOptions struct {
+	Keystore string `toml:"keystore"`
+	Password string `toml:"password"`
+	Probe    string `toml:"probe"`
+}
+
 func init() {
-	backends.Register("probe", func(ctx context.Context, name string, decode func(v any) error) (backends.Backend, error) {
-		var o struct {
-			Keystore string `toml:"keystore"`
-			Password string `toml:"password"`
-			Probe    string `toml:"probe"`
-		}
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		ks, err := file.OpenOptions(ctx, name, file.Options{Keystore: o.Keystore, Password: o.Password})
+	backends.Register("probe", nil, func(ctx context.Context, in backends.Instance, o probeOptions) (*probeBackend, error) {
+		ks, err := file.OpenOptions(ctx, in, file.Options{Keystore: o.Keystore, Password: o.Password})
 		if err != nil {
 			return nil, err
 		}
 		st := probeFor(o.Probe)
 		st.opens.Add(1)
+		in.Log().Info("probe backend opened", "backend", in.Name)
 		return &probeBackend{Keystore: ks, st: st}, nil
 	})
 }
@@ -78,6 +82,13 @@ func (b *probeBackend) Key(ctx context.Context, ref string) (backends.Key, error
 }
 
 func (b *probeBackend) Health(ctx context.Context) error {
+	b.st.healths.Add(1)
+	b.st.mu.Lock()
+	hang := b.st.healthHang
+	b.st.mu.Unlock()
+	if hang != nil {
+		<-hang
+	}
 	if err := b.st.failure(); err != nil {
 		return err
 	}
@@ -112,4 +123,4 @@ func (k *probeKey) Decrypt(ctx context.Context, ct []byte, o backends.DecryptOpt
 	return k.Key.Decrypt(ctx, ct, o)
 }
 
-var errProbeDown = &backends.Error{Backend: "probe", Op: "decrypt", Err: backends.ErrUnavailable}
+var errProbeDown = &backends.Error{Backend: "probe", Type: "probe", Op: "decrypt", Err: backends.ErrUnavailable}

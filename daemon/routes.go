@@ -38,6 +38,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/tenants/{tenant}/playback", "playback", config.OpDecrypt, true, s.handlePlaybackCreate},
 		{"GET /v1/play/{token}", "play", permCapability, false, s.handlePlay}, // and HEAD
 		{"GET /v1/health", "health", "", true, s.handleHealth},
+		{"GET /v1/openapi.json", "openapi", "", false, s.handleOpenAPI},
 		{"GET /metrics", "metrics", "", true, s.handleMetrics},
 	}
 }
@@ -60,6 +61,14 @@ func (s *Server) Handler() http.Handler {
 	// only to an identified client: others get 403 and an audit line, and
 	// learn nothing about the API.
 	fallback := s.wrap(route{pattern: "/", op: "unknown", h: func(c *call) error {
+		if c.r.Method == http.MethodOptions && c.r.RequestURI == "*" {
+			// "OPTIONS *" asks what the server supports: answered only
+			// here, after the client rules (net/http's own answer is
+			// turned off, see addServer).
+			c.w.Header().Set("Allow", "DELETE, GET, OPTIONS, POST")
+			c.w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
 		if !canonicalPath(c.r.URL.EscapedPath()) {
 			// No redirect (ServeMux would answer 307 to the cleaned
 			// path, outside every check): "a/../b" is not an endpoint.

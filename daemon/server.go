@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/envelopd/envelopd/daemon/audit"
 	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/daemon/metrics"
+	"github.com/envelopd/envelopd/daemon/registry"
 )
 
 // Options configure a Server.
@@ -44,11 +46,23 @@ type Server struct {
 	metrics  *metrics.Metrics
 
 	rt atomic.Pointer[generation]
+	// streams bounds streams for the whole process, across generations.
+	streams *slots
+	// conns bounds open connections, all listeners together.
+	conns *connLimit
+	// staging bounds the AES-GCM ciphertext staged by all streams.
+	staging staging
 
-	mu        sync.Mutex // serialises Reload and certificate changes
-	audit     *audit.Logger
+	// audit is the audit log; Reload may replace it (audit_log changed).
+	audit atomic.Pointer[audit.Logger]
+
+	mu        sync.Mutex // serialises Reload, certificate changes and shutdown
 	auditPath string
 	cfg       *config.Config // the configuration of the current generation
+	stopping  bool           // shutdown or Close began: nothing is installed or reopened any more
+	// reloadFailed is the last reload's failure, nil after a good one
+	// (health reports it as degraded).
+	reloadFailed atomic.Pointer[reloadFailure]
 
 	listenMu sync.Mutex
 	servers  []*http.Server
@@ -57,6 +71,13 @@ type Server struct {
 	inflight sync.WaitGroup
 
 	play playback // playback sessions and their key cache
+
+	// reg is the registry of uploads (regsync.go); records are the ones
+	// last read from it (guarded by mu); regDown is set while it cannot
+	// be read (health: degraded).
+	reg     registry.Registry
+	records []*registry.Record
+	regDown atomic.Pointer[reloadFailure]
 }
 
 // New loads the configuration, opens the audit log and the backends, and
@@ -72,7 +93,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.AuditOutput == nil {
 		opts.AuditOutput = os.Stderr
 	}
-	s := &Server{opts: opts, logLevel: new(slog.LevelVar)}
+	s := &Server{opts: opts, logLevel: new(slog.LevelVar), streams: newSlots(), conns: newConnLimit(cfg.Limits.MaxConnections)}
 	s.logLevel.Set(cfg.Server.SlogLevel())
 	hopts := &slog.HandlerOptions{Level: s.logLevel}
 	if cfg.Server.LogFormat == "text" {
@@ -81,20 +102,91 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.log = slog.New(slog.NewJSONHandler(opts.LogOutput, hopts))
 	}
 	s.metrics = metrics.New()
+	s.metrics.Registry().MustRegister(certCollector{s})
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if err := prepareStagingDir(cfg.Server.StagingDir); err != nil {
+		return nil, err
 	}
 	if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 		return nil, err
 	}
-	rt, err := buildGeneration(ctx, cfg, s.log)
+	if s.reg, err = openRegistry(ctx, cfg); err != nil {
+		s.audit.Load().Close()
+		return nil, err
+	}
+	if s.records, err = s.reg.Load(ctx); err != nil {
+		s.reg.Close()
+		s.audit.Load().Close()
+		return nil, err
+	}
+	rt, err := buildGeneration(ctx, cfg, s.records, s.log)
 	if err != nil {
-		s.audit.Close()
+		s.reg.Close()
+		s.audit.Load().Close()
 		return nil, err
 	}
 	s.install(rt)
+	s.settleUploads(rt)
 	s.cfg = cfg
+	s.setStreamLimits(cfg)
+	s.metrics.ConfigLoaded(time.Now())
 	return s, nil
+}
+
+// Check loads the configuration at opts.ConfigPath, opens its backends and
+// resolves every tenant key, certificate and TLS file as New does, but does
+// not stop at the first problem: it returns every problem it found, joined
+// with errors.Join, or nil. Nothing listens and everything opened is closed
+// again; logs (warnings such as a backend resolved later) go to
+// opts.LogOutput.
+func Check(ctx context.Context, opts Options) error {
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(opts.LogOutput, &slog.HandlerOptions{Level: cfg.Server.SlogLevel()}))
+	var problems []error
+	if err := checkDir(cfg.Server.DataDir); err != nil {
+		problems = append(problems, fmt.Errorf("data_dir: %w", err))
+	}
+	var records []*registry.Record
+	if reg, err := openRegistry(ctx, cfg); err != nil {
+		problems = append(problems, fmt.Errorf("registry: %w", err))
+	} else {
+		if records, err = reg.Load(ctx); err != nil {
+			problems = append(problems, fmt.Errorf("registry: %w", err))
+		}
+		reg.Close()
+	}
+	if err := checkGeneration(ctx, cfg, records, log); err != nil {
+		problems = append(problems, err)
+	}
+	for _, w := range clientRuleWarnings(cfg) {
+		log.Warn(w)
+	}
+	return errors.Join(problems...)
+}
+
+// checkDir reports whether dir exists as a directory or could be created
+// (its nearest existing parent is a directory).
+func checkDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			return err
+		}
+	}
 }
 
 func (s *Server) openAudit(path string) error {
@@ -110,8 +202,31 @@ func (s *Server) openAudit(path string) error {
 	if err != nil {
 		return fmt.Errorf("audit_log: %w", err)
 	}
-	s.audit, s.auditPath = l, path
+	s.audit.Store(l)
+	s.auditPath = path
 	return nil
+}
+
+// logAudit writes one audit line. A line that meets a logger closed by a
+// concurrent reload (audit_log changed) goes to the new one.
+func (s *Server) logAudit(ev audit.Event) error {
+	for {
+		l := s.audit.Load()
+		err := l.Log(ev)
+		if errors.Is(err, audit.ErrClosed) && s.audit.Load() != l {
+			continue
+		}
+		return err
+	}
+}
+
+// errShuttingDown answers requests that arrive while the server stops.
+var errShuttingDown = &apiError{status: http.StatusServiceUnavailable, code: "shutting_down", message: "the daemon is shutting down"}
+
+// reloadFailure is a failed reload, for /v1/health.
+type reloadFailure struct {
+	at  time.Time
+	err string
 }
 
 // install makes rt current, starts its health checks, and retires the
@@ -130,10 +245,14 @@ func (s *Server) install(rt *generation) {
 	}
 }
 
-// acquireGeneration returns the current generation with a reference held.
+// acquireGeneration returns the current generation with a reference held,
+// or nil once the server has shut down.
 func (s *Server) acquireGeneration() *generation {
 	for {
 		rt := s.rt.Load()
+		if rt == nil {
+			return nil
+		}
 		if rt.acquire() {
 			return rt
 		}
@@ -152,47 +271,87 @@ func (s *Server) Addrs() []net.Addr {
 
 // Reload rereads the configuration file, the tenants' certificates and the
 // uploads, reopens the backends and swaps everything in at once. Requests in
-// flight finish with the old generation. On error the old configuration stays.
-// Listener addresses (socket, http) are not changed by a reload; TLS
-// certificates and client CAs are.
+// flight finish with the old generation. On error the old configuration
+// stays, and the failure shows in /v1/health (degraded) and in the
+// envelopd_config_reloads_total{result="error"} metric until a reload
+// succeeds. Listener addresses (socket, http) are not changed by a reload;
+// TLS certificates and client CAs are. Reload and shutdown exclude each
+// other: once shutdown began, Reload fails with ErrServerClosed.
 func (s *Server) Reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopping {
+		return http.ErrServerClosed
+	}
+	err := s.reloadLocked(ctx)
+	s.metrics.ConfigReload(err == nil, time.Now())
+	if err != nil {
+		s.reloadFailed.Store(&reloadFailure{at: time.Now().UTC(), err: err.Error()})
+		return err
+	}
+	s.reloadFailed.Store(nil)
+	return nil
+}
+
+func (s *Server) reloadLocked(ctx context.Context) error {
 	cfg, err := config.Load(s.opts.ConfigPath)
 	if err != nil {
 		return err
+	}
+	if cfg.Server.StagingDir != s.cfg.Server.StagingDir {
+		if err := prepareStagingDir(cfg.Server.StagingDir); err != nil {
+			return err
+		}
+	}
+	if registryKind(cfg) != registryKind(s.cfg) {
+		return errors.New("[registry] changed: it takes effect at the next restart; restore it to reload")
 	}
 	if err := s.rebuildLocked(ctx, cfg); err != nil {
 		return err
 	}
 	old := s.cfg
 	s.cfg = cfg
+	s.setStreamLimits(cfg)
 	if old.Server.Socket != cfg.Server.Socket || old.Server.HTTP != cfg.Server.HTTP || old.Server.SocketMode != cfg.Server.SocketMode {
 		s.log.Warn("listener settings changed; they take effect at the next restart", "socket", old.Server.Socket, "http", old.Server.HTTP)
 	}
 	s.logLevel.Set(cfg.Server.SlogLevel())
 	if cfg.Server.AuditLog != s.auditPath {
-		prev := s.audit
+		prev := s.audit.Load()
 		if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 			s.log.Error("cannot open the new audit log; keeping the old one", "error", err)
 		} else {
 			prev.Close()
 		}
-	} else if err := s.audit.Reopen(); err != nil {
+	} else if err := s.audit.Load().Reopen(); err != nil {
 		s.log.Error("reopening the audit log", "error", err)
 	}
 	s.log.Info("configuration reloaded", "tenants", len(cfg.Tenants), "backends", len(cfg.Backends), "clients", len(cfg.Clients))
 	return nil
 }
 
+// setStreamLimits applies the limits that belong to the process, not to a
+// generation: streams, connections and staged bytes.
+func (s *Server) setStreamLimits(cfg *config.Config) {
+	s.streams.setLimits(cfg.Limits.MaxStreams, cfg.Limits.MaxStreamsPerClient, cfg.Limits.MaxStreamsPerTenant)
+	s.conns.setMax(cfg.Limits.MaxConnections)
+	s.staging.setMax(cfg.Limits.MaxStagingBytes)
+}
+
 // rebuildLocked builds a generation from cfg (and the current uploads) and
-// installs it. s.mu must be held.
+// installs it. s.mu must be held; after shutdown began it fails.
 func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
-	rt, err := buildGeneration(ctx, cfg, s.log)
+	if s.stopping {
+		return errShuttingDown
+	}
+	recs, _ := s.loadRecordsLocked(ctx) // unreachable: the records last read
+	rt, err := buildGeneration(ctx, cfg, recs, s.log)
 	if err != nil {
 		return err
 	}
+	s.records = recs
 	s.install(rt)
+	s.settleUploads(rt)
 	return nil
 }
 
@@ -201,7 +360,9 @@ func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
 // requests get up to limits.shutdown_timeout to finish, then connections are
 // closed. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
 	cfg := s.cfg
+	s.mu.Unlock()
 	handler := s.Handler()
 	var lns []net.Listener
 	closeAll := func() {
@@ -214,6 +375,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		l = s.conns.wrap(l)
 		lns = append(lns, l)
 		s.addServer(l, handler, "unix", cfg)
 	}
@@ -223,11 +385,21 @@ func (s *Server) Serve(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("http: %w", err)
 		}
+		l = s.conns.wrap(l)
 		if cfg.Server.TLSCert != "" {
 			l = tls.NewListener(l, s.tlsConfig())
 		}
 		lns = append(lns, l)
 		s.addServer(l, handler, "tcp", cfg)
+	}
+	if _, shared := s.reg.(registry.Watcher); shared {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		interval := cfg.Registry.ReconcileInterval.Duration
+		if interval <= 0 {
+			interval = config.DefaultReconcileInterval
+		}
+		go s.followRegistry(fctx, interval)
 	}
 	errc := make(chan error, len(lns))
 	s.listenMu.Lock()
@@ -259,9 +431,20 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		Handler:           h,
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.Duration,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
-		MaxHeaderBytes:    int(min(cfg.Limits.MaxEnvelopeBytes*2+64<<10, 16<<20)),
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ConnContext:       connContext(kind),
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Streams set write deadlines (idle_timeout per write); net/http
+		// does not reset them between requests on a kept-alive
+		// connection, so clear them once a response is done.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateIdle {
+				_ = c.SetWriteDeadline(time.Time{})
+			}
+		},
+		// "OPTIONS *" goes through the client rules like any request
+		// (net/http would answer 200 itself, unaudited).
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.listenMu.Lock()
 	s.servers = append(s.servers, srv)
@@ -269,9 +452,13 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 }
 
 // shutdown stops the listeners, waits for running requests up to the
-// configured timeout, then closes everything.
+// configured timeout, then closes everything. It excludes Reload and
+// certificate changes: one in progress finishes first, later ones fail.
 func (s *Server) shutdown() error {
+	s.mu.Lock()
+	s.stopping = true
 	timeout := s.cfg.Limits.ShutdownTimeout.Duration
+	s.mu.Unlock()
 	s.log.Info("shutting down", "timeout", timeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -301,12 +488,25 @@ func (s *Server) shutdown() error {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+	err := s.release()
+	s.log.Info("stopped")
+	return err
+}
+
+// release retires the current generation and closes the audit log, once
+// nothing can install or reopen them any more.
+func (s *Server) release() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
 	}
-	err := s.audit.Close()
-	s.log.Info("stopped")
-	return err
+	if s.reg != nil {
+		s.reg.Close()
+	}
+	s.play.closeAll()
+	return s.audit.Load().Close()
 }
 
 func (s *Server) tlsConfig() *tls.Config {
@@ -380,10 +580,5 @@ func newRequestID(r *http.Request) string {
 }
 
 // Close releases a Server that was never served (or after Serve returned):
-// it closes the backends and the audit log.
-func (s *Server) Close() error {
-	if rt := s.rt.Swap(nil); rt != nil {
-		rt.retire()
-	}
-	return s.audit.Close()
-}
+// it closes the backends and the audit log. Later reloads fail.
+func (s *Server) Close() error { return s.release() }

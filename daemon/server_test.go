@@ -60,6 +60,7 @@ func (w *switchWriter) lines(s string) []string {
 type inproc struct {
 	srv    *Server
 	socket string
+	addr   string // plain HTTP on loopback
 	client *http.Client
 	audit  *switchWriter
 	logs   *testenv.SyncBuffer
@@ -67,10 +68,21 @@ type inproc struct {
 	dir    string
 	// probe counts the private-key operations of the "ks" backend and
 	// injects its faults.
-	probe *probeState
+	probe   *probeState
+	cfgPath string
+	// stop shuts the server down (once) and returns what Serve returned.
+	stop func() error
 }
 
 func startInProcess(t *testing.T, limits string) *inproc {
+	t.Helper()
+	return startInProcessWith(t, limits, "")
+}
+
+// startInProcessWith is startInProcess with extra appended to the
+// configuration (clients, say). Besides tenant t (key k1) there is a tenant
+// u (key k2), and a plain loopback TCP listener (p.addr) for token clients.
+func startInProcessWith(t *testing.T, limits, extra string) *inproc {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "envd-ip")
 	if err != nil {
@@ -86,11 +98,17 @@ func startInProcess(t *testing.T, limits string) *inproc {
 	if _, err := ks.Import(ctx, file.ImportEntry{Alias: "k1", Key: c.Key, Chain: []*x509.Certificate{c.Cert}}); err != nil {
 		t.Fatal(err)
 	}
+	c2 := testenv.NewCert(t, "inproc-k2", nil)
+	if _, err := ks.Import(ctx, file.ImportEntry{Alias: "k2", Key: c2.Key, Chain: []*x509.Certificate{c2.Cert}}); err != nil {
+		t.Fatal(err)
+	}
+	addr := testenv.FreePort(t)
 	ks.Close()
 	sock := filepath.Join(dir, "s.sock")
 	cfg := fmt.Sprintf(`
 [server]
 socket = %q
+http = %q
 data_dir = %q
 audit_log = "-"
 [limits]
@@ -106,14 +124,32 @@ name = "t"
   id = "k1"
   backend = "ks"
   key = "k1"
+[[tenants]]
+name = "u"
+  [[tenants.keys]]
+  id = "k2"
+  backend = "ks"
+  key = "k2"
 [[clients]]
 name = "me"
 uid = %d
 tenants = ["*"]
 allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
-`, sock, filepath.Join(dir, "data"), limits, dir, filepath.Join(dir, "ks"), os.Getuid())
+%s
+`, sock, addr, filepath.Join(dir, "data"), limits, dir, filepath.Join(dir, "ks"), os.Getuid(), extra)
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	p := serveConfig(t, cfgPath, sock)
+	p.addr, p.cert, p.dir, p.probe = addr, c, dir, probeFor(dir)
+	return p
+}
+
+// serveConfig runs a Server on the configuration at cfgPath (audit_log "-"
+// goes to p.audit), whose Unix socket is sock, until p.stop or the end of
+// the test.
+func serveConfig(t *testing.T, cfgPath, sock string) *inproc {
+	t.Helper()
+	ctx := context.Background()
 	aw := &switchWriter{}
 	logs := &testenv.SyncBuffer{}
 	srv, err := New(ctx, Options{ConfigPath: cfgPath, LogOutput: logs, AuditOutput: aw})
@@ -125,9 +161,17 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
 	srv.opts.Ready = func(*Server) { close(ready) }
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx) }()
+	var once sync.Once
+	var serveErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			serveErr = <-done
+		})
+		return serveErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -141,7 +185,7 @@ allow = ["encrypt", "datakey", "decrypt", "unwrap", "rewrap"]
 		return d.DialContext(ctx, "unix", sock)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cert: c, dir: dir, probe: probeFor(dir)}
+	return &inproc{srv: srv, socket: sock, client: &http.Client{Transport: tr}, audit: aw, logs: logs, cfgPath: cfgPath, stop: stop}
 }
 
 func TestAuditFailureFailsKeyOperations(t *testing.T) {
@@ -199,7 +243,7 @@ func TestStreamLimit(t *testing.T) {
 	pw.Write([]byte("hold the stream open"))
 	// Wait until the first stream holds the slot.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(p.srv.rt.Load().streamSem) == 0 && time.Now().Before(deadline) {
+	for p.srv.streams.count() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	resp, err := p.client.Post("http://d/v1/tenants/t/encrypt", "application/octet-stream", strings.NewReader("x"))
@@ -266,7 +310,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", backends.ErrDecrypt), 400, "decrypt_failed"},
 		{envelope.ErrNoRecipient, 404, "unknown_recipient"},
 		{fmt.Errorf("x: %w", envelope.ErrMalformed), 400, "malformed"},
-		{&backends.Error{Backend: "transit", Op: "decrypt", Err: backends.ErrUnavailable}, 503, "backend_unavailable"},
+		{&backends.Error{Backend: "vault", Type: "transit", Op: "decrypt", Err: backends.ErrUnavailable}, 503, "backend_unavailable"},
 		{&backends.Error{Err: backends.ErrPermission}, 503, "backend_refused"},
 		{&http.MaxBytesError{Limit: 10}, 413, "too_large"},
 		{&pki.PolicyError{}, 422, "certificate_policy"},

@@ -312,7 +312,7 @@ func parseHashAlg(t *tlv) (crypto.Hash, asn1.ObjectIdentifier, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if len(t.kids) == 2 && !t.kids[1].is(classUniversal, tagNull) {
+	if len(t.kids) == 2 && !isNull(&t.kids[1]) {
 		return 0, nil, malformed("bad hash parameters")
 	}
 	switch {
@@ -337,6 +337,9 @@ func parseKeyTransportAlg(t *tlv) (KeyTransport, string, error) {
 	}
 	switch {
 	case oid.Equal(oidRSAEncryption):
+		if len(t.kids) == 2 && !isNull(&t.kids[1]) {
+			return 0, "", malformed("rsaEncryption parameters must be NULL or absent (RFC 8017 A.1), got %v", t.kids[1].hdr)
+		}
 		return RSAPKCS1v15, "", nil
 	case !oid.Equal(oidRSAESOAEP):
 		return 0, "key-encryption algorithm " + oidName(oid), nil

@@ -139,4 +139,12 @@ var (
 	ErrMalformed   = errors.New("envelope: malformed")
 	ErrUnsupported = errors.New("envelope: unsupported")
 	ErrTruncated   = errors.New("envelope: truncated")
+	// ErrNoContent: a header-only envelope where its content is needed
+	// (its ciphertext is kept separately; decrypt the two together).
+	ErrNoContent = errors.New("envelope: header-only envelope: the ciphertext is separate")
+	// ErrHasContent: a complete envelope where a header-only one is
+	// needed (a separate ciphertext was given as well).
+	ErrHasContent = errors.New("envelope: the envelope carries its content")
+	// ErrStageLimit: an AES-GCM content is larger than Reader.StageLimit.
+	ErrStageLimit = errors.New("envelope: AES-GCM content larger than the staging limit")
 )

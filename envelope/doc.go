@@ -114,10 +114,12 @@
 // empty label. Authenticated attributes of an AuthEnvelopedData are
 // verified but not returned, and none are written; GCM takes 12-byte nonces
 // and 16-byte tags only, and at most 2^36-32 bytes; decrypting needs free
-// space in Reader.TempDir for the whole ciphertext. Header-only envelopes
-// and Splice are for CBC only. Locate refuses PEM (base64 has no byte
-// offsets) and BER content in more than 65536 irregular chunks; a GCM
-// Seekable needs free space in SeekOptions.TempDir for the ciphertext. originatorInfo and unprotectedAttrs are
+// space in Reader.TempDir for the whole ciphertext (bounded per envelope by
+// Reader.StageLimit, and across readers by a budget behind Reader.Stage).
+// Header-only envelopes and Splice are for CBC only. Locate refuses PEM
+// (base64 has no byte offsets) and BER content in more than 65536 irregular
+// chunks; a GCM Seekable needs free space in SeekOptions.TempDir for the
+// ciphertext. originatorInfo and unprotectedAttrs are
 // skipped when reading (Splice copies them). Memory stays constant for any
 // content size; elements of the header are limited to 1 MiB each.
 //

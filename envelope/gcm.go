@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"fmt"
 	"io"
 	"os"
 
@@ -38,6 +39,14 @@ func (r *Reader) decryptGCM(dk *DataKey) (io.ReadCloser, error) {
 			total += uint64(n)
 			if total > gcmstream.MaxBytes {
 				return nil, unsupported("AES-GCM content larger than %d bytes", uint64(gcmstream.MaxBytes))
+			}
+			if r.StageLimit > 0 && total > uint64(r.StageLimit) {
+				return nil, fmt.Errorf("%w (%d bytes)", ErrStageLimit, r.StageLimit)
+			}
+			if r.Stage != nil {
+				if err := r.Stage(int64(n)); err != nil {
+					return nil, fmt.Errorf("envelope: staging AES-GCM content: %w", err)
+				}
 			}
 			g.Authenticate(buf[:n])
 			if _, err := f.Write(buf[:n]); err != nil {

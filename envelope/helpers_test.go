@@ -13,7 +13,8 @@ import (
 	"github.com/envelopd/envelopd/internal/testenv"
 )
 
-// chunk is the envelope package's internal chunk size (boundary tests).
+// chunk is the envelope package's chunk size, where the boundary tests
+// cut.
 const chunk = envelope.ChunkSize
 
 func cert(t testing.TB, name string) *testenv.Cert {

@@ -25,6 +25,18 @@ type Reader struct {
 	// Budget bounds the chunks that CBC decryption reads ahead, shared
 	// with other streams (see Budget). Nil means DefaultBudget.
 	Budget *Budget
+	// StageLimit bounds the ciphertext Decrypt may stage for one AES-GCM
+	// envelope, in bytes; beyond it Decrypt stops and returns an error
+	// wrapping ErrStageLimit. 0 means no limit but the format's (2^36-32
+	// bytes).
+	StageLimit int64
+	// Stage, if set, is called before each piece of ciphertext is staged,
+	// with its size in bytes; an error stops Decrypt, which returns it
+	// wrapped. It lets a caller share one budget among many readers (the
+	// daemon's limit on all staged bytes). The staged bytes are released
+	// when the plaintext reader is closed or Decrypt fails; the caller
+	// knows when that is.
+	Stage func(n int64) error
 
 	hdr     Header
 	s       *stream
@@ -273,6 +285,9 @@ func (r *Reader) parseHeader() error {
 		return err
 	}
 	if t.is(classContext, 0) { // originatorInfo: certificates we do not need
+		if err := checkOriginatorInfo(&t); err != nil {
+			return err
+		}
 		r.raw.originator = t.raw
 		if t, err = s.readElem(r.ed, "recipientInfos"); err != nil {
 			return err
@@ -370,8 +385,8 @@ func (r *Reader) finish() error {
 			return err
 		}
 		if t != nil {
-			if !t.constructed {
-				return malformed("bad authAttrs")
+			if err := checkAttributes(t, "authAttrs"); err != nil {
+				return err
 			}
 			// The AAD is the DER of the attributes with the SET OF tag.
 			r.aad = bytes.Clone(t.raw)
@@ -391,11 +406,19 @@ func (r *Reader) finish() error {
 		if len(r.mac) != gcmTagSize {
 			return malformed("mac of %d bytes (want %d)", len(r.mac), gcmTagSize)
 		}
-		if _, err := opt(2, "unauthAttrs"); err != nil {
+		if t, err := opt(2, "unauthAttrs"); err != nil {
+			return err
+		} else if t != nil {
+			if err := checkAttributes(t, "unauthAttrs"); err != nil {
+				return err
+			}
+		}
+	} else if t, err := opt(1, "unprotectedAttrs"); err != nil {
+		return err
+	} else if t != nil {
+		if err := checkAttributes(t, "unprotectedAttrs"); err != nil {
 			return err
 		}
-	} else if _, err := opt(1, "unprotectedAttrs"); err != nil {
-		return err
 	}
 	if err := s.close(r.ed); err != nil {
 		return err
@@ -501,7 +524,7 @@ var errUsed = errors.New("envelope: the envelope was already decrypted")
 // it before releasing the source (a request body, say), also on errors.
 func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 	if !r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use DecryptDetached)")
+		return nil, fmt.Errorf("%w (use DecryptDetached)", ErrNoContent)
 	}
 	if r.used {
 		return nil, errUsed
@@ -522,7 +545,7 @@ func (r *Reader) Decrypt(kr KeyResolver) (io.ReadCloser, error) {
 // envelope. See Decrypt for how CBC errors are reported.
 func (r *Reader) DecryptDetached(kr KeyResolver, ciphertext io.Reader) (io.ReadCloser, error) {
 	if r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: the envelope carries its content (use Decrypt)")
+		return nil, fmt.Errorf("%w (use Decrypt)", ErrHasContent)
 	}
 	if r.hdr.Authenticated {
 		return nil, unsupported("detached content with %v", r.hdr.Cipher)

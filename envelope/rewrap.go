@@ -467,7 +467,7 @@ func (r *Reader) DecryptKey(dk *DataKey) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("envelope: the data key is for %v with another IV, not this envelope's %v", dk.Cipher, r.hdr.Cipher)
 	}
 	if !r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use DecryptContent)")
+		return nil, fmt.Errorf("%w (use DecryptContent)", ErrNoContent)
 	}
 	if r.used {
 		return nil, errUsed

@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 
 	"github.com/envelopd/envelopd/internal/aescbc"
 	"github.com/envelopd/envelopd/internal/gcmstream"
@@ -219,7 +220,7 @@ func Locate(src io.ReaderAt, size int64) (*Located, error) {
 		return nil, err
 	}
 	if !r.hdr.ContentPresent {
-		return nil, fmt.Errorf("envelope: header-only envelope: the ciphertext is separate (use OpenSeekable on it)")
+		return nil, fmt.Errorf("%w (use OpenSeekable on it)", ErrNoContent)
 	}
 	l := &Located{}
 	c := r.content
@@ -411,6 +412,15 @@ type SeekOptions struct {
 	// TempDir is where GCM ciphertext is staged (see Seekable); empty
 	// means os.TempDir().
 	TempDir string
+	// StageLimit and Stage bound the GCM ciphertext staged, as
+	// Reader.StageLimit and Reader.Stage do: a content larger than
+	// StageLimit is ErrStageLimit, and Stage is asked for the content's
+	// size before staging starts. Unstage, if set, gets that size back once
+	// the staged copy is gone: when OpenSeekable fails after Stage
+	// accepted, or at the Seekable's (or a copy's) first Close.
+	StageLimit int64
+	Stage      func(n int64) error
+	Unstage    func(n int64)
 }
 
 // Seekable is random access to the plaintext of CBC or GCM content.
@@ -438,6 +448,9 @@ type Seekable struct {
 	pad    int
 	gcm    bool
 	staged *os.File
+	// unstage gives the staged bytes back (SeekOptions.Unstage), once,
+	// shared by the copies WithSource makes; nil for CBC.
+	unstage func()
 }
 
 // OpenSeekable returns random access to the plaintext of raw CBC
@@ -477,7 +490,26 @@ func (l *Located) OpenSeekable(src io.ReaderAt, dk *DataKey, o *SeekOptions) (*S
 	if o == nil {
 		o = &SeekOptions{}
 	}
-	return l.stageGCM(s, dk, o.TempDir)
+	if o.StageLimit > 0 && s.m.size > o.StageLimit {
+		return nil, fmt.Errorf("%w (%d bytes)", ErrStageLimit, o.StageLimit)
+	}
+	if o.Stage != nil {
+		if err := o.Stage(s.m.size); err != nil {
+			return nil, fmt.Errorf("envelope: staging AES-GCM content: %w", err)
+		}
+	}
+	unstage := func() {}
+	if o.Unstage != nil {
+		size := s.m.size
+		unstage = sync.OnceFunc(func() { o.Unstage(size) })
+	}
+	sk, err := l.stageGCM(s, dk, o.TempDir)
+	if err != nil {
+		unstage()
+		return nil, err
+	}
+	sk.unstage = unstage
+	return sk, nil
 }
 
 func openCBC(src source, dk *DataKey) (*Seekable, error) {
@@ -599,7 +631,11 @@ func (s *Seekable) WithSource(src io.ReaderAt) *Seekable {
 // Close releases the staged copy of GCM content. CBC needs no Close.
 func (s *Seekable) Close() error {
 	if s.staged != nil {
-		return s.staged.Close()
+		err := s.staged.Close()
+		if s.unstage != nil {
+			s.unstage()
+		}
+		return err
 	}
 	return nil
 }

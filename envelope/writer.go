@@ -323,10 +323,10 @@ type sealWriter struct {
 }
 
 type wchunk struct {
-	buf            *[]byte
-	n              int
-	borrowed       bool
-	sealed, writen chan struct{}
+	buf             *[]byte
+	n               int
+	borrowed        bool
+	sealed, written chan struct{}
 }
 
 func newSealWriter(dst io.Writer, dk *DataKey, raw bool, budget *Budget) (*sealWriter, error) {
@@ -408,11 +408,11 @@ func (w *sealWriter) newCur() {
 // with wait it first waits for one.
 func (w *sealWriter) reap(wait bool) {
 	if wait && len(w.inflight) > 0 {
-		<-w.inflight[0].writen
+		<-w.inflight[0].written
 	}
 	for len(w.inflight) > 0 {
 		select {
-		case <-w.inflight[0].writen:
+		case <-w.inflight[0].written:
 		default:
 			return
 		}
@@ -506,7 +506,7 @@ func (w *sealWriter) submit() error {
 	c := w.cur
 	w.cur = nil
 	w.reap(false)
-	c.sealed, c.writen = make(chan struct{}), make(chan struct{})
+	c.sealed, c.written = make(chan struct{}), make(chan struct{})
 	if len(w.inflight) == 0 && !c.borrowed && !w.reserved {
 		if !w.acct.take() {
 			w.process(c, nil)
@@ -551,9 +551,9 @@ func (w *sealWriter) process(c, prev *wchunk) {
 	}
 	close(c.sealed)
 	if prev != nil {
-		<-prev.writen
+		<-prev.written
 	}
-	defer close(c.writen)
+	defer close(c.written)
 	if w.getErr() != nil {
 		return
 	}

@@ -42,6 +42,7 @@ type OutputFile interface {
 type DirOutput struct {
 	root *os.Root
 	perm fs.FileMode
+	dirs sync.Map // directories known to exist
 }
 
 // NewDirOutput creates dir if needed and writes files with mode perm.
@@ -63,14 +64,46 @@ func (d *DirOutput) Exists(name string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// Create implements Output.
+// Create implements Output. The file is written through a Root opened on
+// its directory, so that each step resolves one name instead of the path.
 func (d *DirOutput) Create(name string, _ time.Time) (OutputFile, error) {
-	if dir := path.Dir(name); dir != "." {
+	dir, base := path.Split(name)
+	if dir == "" {
+		return atomicfile.CreateIn(d.root, name, d.perm)
+	}
+	dir = strings.TrimSuffix(dir, "/")
+	if _, ok := d.dirs.Load(dir); !ok {
 		if err := d.root.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
+		d.dirs.Store(dir, true)
 	}
-	return atomicfile.CreateIn(d.root, name, d.perm)
+	sub, err := d.root.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	f, err := atomicfile.CreateIn(sub, base, d.perm)
+	if err != nil {
+		sub.Close()
+		return nil, err
+	}
+	return &dirFile{File: f, sub: sub}, nil
+}
+
+// dirFile is a file being written in a sub-Root, closed with it.
+type dirFile struct {
+	*atomicfile.File
+	sub *os.Root
+}
+
+func (f *dirFile) Commit() error {
+	defer f.sub.Close()
+	return f.File.Commit()
+}
+
+func (f *dirFile) Abort() {
+	f.File.Abort()
+	f.sub.Close()
 }
 
 // Close implements Output.

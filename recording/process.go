@@ -60,8 +60,8 @@ type Job struct {
 	Out Output
 	// Resume skips the files Out already has.
 	Resume bool
-	// Workers is the number of recordings processed at once (0 = the
-	// number of CPUs).
+	// Workers is the number of recordings processed at once (0 = four
+	// per CPU, so that file system waits overlap the work).
 	Workers int
 	// TempDir is where AES-GCM content is staged while it is
 	// authenticated ("" = the system's).
@@ -72,18 +72,25 @@ type Job struct {
 	// Describe, if set, turns an error of opening an envelope into the
 	// message of the report (h may be nil).
 	Describe func(err error, h *envelope.Header) error
+	// OnItem, if set, is given each recording's report as it is done (one
+	// call at a time, in the order they finish), and Report.Items then
+	// keeps only the failed ones: memory stays independent of the number
+	// of recordings, apart from the archive's central directory.
+	OnItem func(RecordingReport)
 }
 
 // Report is the outcome of Run, also as JSON (-json).
 type Report struct {
-	Archive    string            `json:"archive"`
-	Operation  string            `json:"operation"`
-	Recordings int               `json:"recordings"`
-	OK         int               `json:"ok"`
-	Failed     int               `json:"failed"`
-	Skipped    int               `json:"skipped"`
-	Bytes      int64             `json:"bytes"`
-	Items      []RecordingReport `json:"items"`
+	Archive    string `json:"archive"`
+	Operation  string `json:"operation"`
+	Recordings int    `json:"recordings"`
+	OK         int    `json:"ok"`
+	Failed     int    `json:"failed"`
+	Skipped    int    `json:"skipped"`
+	Bytes      int64  `json:"bytes"`
+	// Items are the reports of the recordings in the archive's order, then
+	// of the refused entries; with Job.OnItem, only the failed ones.
+	Items []RecordingReport `json:"items"`
 }
 
 // Status values of reports.
@@ -165,40 +172,17 @@ func (a *Archive) Run(ctx context.Context, job *Job) (*Report, error) {
 	}
 	workers := job.Workers
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	rep := &Report{Archive: a.Path, Operation: job.Op.String(), Recordings: len(a.Recordings)}
-	items := make([]RecordingReport, len(a.Recordings))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				rec := a.Recordings[i]
-				if ctx.Err() != nil {
-					items[i] = RecordingReport{Name: rec.Name, Status: StatusFailed, Error: "interrupted"}
-					continue
-				}
-				p := &proc{job: job, ctx: ctx, rec: rec}
-				items[i] = p.run()
-				if job.Progress != nil {
-					job.Progress(1, 0)
-				}
-			}
-		}()
+	var mu sync.Mutex
+	var items []RecordingReport
+	if job.OnItem == nil {
+		items = make([]RecordingReport, len(a.Recordings))
 	}
-	for i := range a.Recordings {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for _, r := range a.Refused {
-		items = append(items, RecordingReport{Name: r.Name, Status: StatusFailed, Error: "refused: " + r.Reason})
-	}
-	rep.Items = items
-	for _, it := range items {
+	done := func(i int, it RecordingReport) {
+		mu.Lock()
+		defer mu.Unlock()
 		switch it.Status {
 		case StatusOK:
 			rep.OK++
@@ -212,7 +196,50 @@ func (a *Archive) Run(ctx context.Context, job *Job) (*Report, error) {
 				rep.Bytes += f.Bytes
 			}
 		}
+		if job.OnItem == nil {
+			if i >= 0 {
+				items[i] = it
+			}
+			return
+		}
+		job.OnItem(it)
+		if it.Status == StatusFailed {
+			items = append(items, it)
+		}
 	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				rec := a.Recordings[i]
+				if ctx.Err() != nil {
+					done(i, RecordingReport{Name: rec.Name, Status: StatusFailed, Error: "interrupted"})
+					continue
+				}
+				p := &proc{job: job, ctx: ctx, rec: rec}
+				done(i, p.run())
+				if job.Progress != nil {
+					job.Progress(1, 0)
+				}
+			}
+		}()
+	}
+	for i := range a.Recordings {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, r := range a.Refused {
+		it := RecordingReport{Name: r.Name, Status: StatusFailed, Error: "refused: " + r.Reason}
+		if job.OnItem == nil {
+			items = append(items, it)
+		}
+		done(-1, it)
+	}
+	rep.Items = items
 	return rep, ctx.Err()
 }
 
@@ -504,7 +531,7 @@ func (p *proc) file(zf *zip.File, mf *MediaFile, keys map[*MediaFile]*envelope.D
 		return failed(err.Error())
 	}
 	defer rc.Close()
-	br := bufio.NewReaderSize(rc, 64<<10)
+	br := bufio.NewReaderSize(rc, 4<<10) // for peeking: the codec buffers its own reads
 	var r *envelope.Reader
 	var perr error
 	if looksLikeEnvelope(br) {

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package softhsmtests
 
 import (
@@ -30,15 +32,62 @@ func TestCapabilities(t *testing.T) {
 	if !caps.Supports(backends.PKCS1v15) || !caps.Supports(backends.OAEPSHA1) {
 		t.Errorf("SoftHSM must offer pkcs1v15 and oaep-sha1: %+v", caps)
 	}
+	// OAEP-SHA-256 depends on how SoftHSM was built: whatever the backend
+	// declares must be what the token does, asked independently (a raw
+	// C_Decrypt with SHA-256 OAEP parameters).
+	tokenDoes := tokenDecryptsOAEPSHA256(t, b)
 	err := backends.CheckPadding(b, backends.OAEPSHA256)
-	if caps.Supports(backends.OAEPSHA256) {
-		t.Logf("this SoftHSM does OAEP-SHA-256")
-	} else if !errors.Is(err, backends.ErrNotSupported) || !strings.Contains(err.Error(), "oaep-sha256") {
+	switch {
+	case tokenDoes && !caps.Supports(backends.OAEPSHA256):
+		t.Errorf("the token decrypts OAEP-SHA-256 but the backend does not declare it: %+v", caps)
+	case !tokenDoes && caps.Supports(backends.OAEPSHA256):
+		t.Errorf("the backend declares OAEP-SHA-256 but the token refuses it: %+v", caps)
+	case !tokenDoes && (!errors.Is(err, backends.ErrNotSupported) || !strings.Contains(err.Error(), "oaep-sha256")):
 		t.Errorf("CheckPadding(oaep-sha256) = %v; want ErrNotSupported naming it", err)
+	case tokenDoes && err != nil:
+		t.Errorf("CheckPadding(oaep-sha256) = %v for a token that does it", err)
 	}
 	if caps.MinBits == 0 || caps.MaxBits < 4096 {
 		t.Errorf("key size bounds not read from the mechanism info: %+v", caps)
 	}
+}
+
+// tokenDecryptsOAEPSHA256 asks the token itself, behind the backend's
+// back, whether it decrypts OAEP with SHA-256 and MGF1-SHA-256.
+func tokenDecryptsOAEPSHA256(t *testing.T, b *pkcs11.Backend) bool {
+	t.Helper()
+	k, err := b.Key(ctx(t), generate(t, b, 2048))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("oaep-sha256 probe")
+	ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, k.Public(), msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bare(t, tokenLabel)
+	sh, err := r.OpenSession(r.slot, p11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.CloseSession(sh)
+	if err := r.Login(sh, p11.CKU_USER, userPIN); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
+		t.Fatal(err)
+	}
+	if err := r.FindObjectsInit(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY), p11.NewAttribute(p11.CKA_ID, pkcs11ID(t, k))}); err != nil {
+		t.Fatal(err)
+	}
+	objs, _, err := r.FindObjects(sh, 2)
+	r.FindObjectsFinal(sh)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("finding the key: %v %d", err, len(objs))
+	}
+	mech := p11.NewMechanism(p11.CKM_RSA_PKCS_OAEP, p11.NewOAEPParams(p11.CKM_SHA256, p11.CKG_MGF1_SHA256, p11.CKZ_DATA_SPECIFIED, nil))
+	if err := r.DecryptInit(sh, []*p11.Mechanism{mech}, objs[0]); err != nil {
+		return false
+	}
+	got, err := r.Decrypt(sh, ct)
+	return err == nil && bytes.Equal(got, msg)
 }
 
 // TestRegistryTOML opens the backend the way the daemon does: through the
@@ -74,7 +123,7 @@ wait_timeout = "3s"
 		}
 		return nil
 	}
-	b, err := backends.Open(ctx(t), "pkcs11", "hsm", decode)
+	b, err := backends.Open(ctx(t), "pkcs11", backends.Instance{Name: "hsm"}, decode)
 	if err != nil {
 		t.Fatalf("backends.Open: %v", err)
 	}
@@ -107,13 +156,13 @@ func TestTokenSelection(t *testing.T) {
 
 	o := baseOptions()
 	o.TokenLabel = "no-such-token"
-	_, err := pkcs11.Open(ctx(t), "hsm", o)
+	_, err := pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if !errors.Is(err, backends.ErrUnavailable) || !strings.Contains(err.Error(), "no-such-token") || !strings.Contains(err.Error(), tokenLabel) {
 		t.Errorf("Open with a missing token = %v; want ErrUnavailable naming it and the tokens present", err)
 	}
 
 	o.TokenLabel = dupLabel // two tokens carry it (TestMain)
-	_, err = pkcs11.Open(ctx(t), "hsm", o)
+	_, err = pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if !errors.Is(err, backends.ErrInvalidConfig) || !strings.Contains(err.Error(), "token_serial") {
 		t.Errorf("Open with an ambiguous label = %v; want ErrInvalidConfig suggesting token_serial", err)
 	}
@@ -327,12 +376,12 @@ func TestImportWithChain(t *testing.T) {
 func TestFinalizeOnce(t *testing.T) {
 	need(t)
 	o := baseOptions()
-	b1, err := pkcs11.Open(ctx(t), "one", o)
+	b1, err := pkcs11.Open(ctx(t), backends.Instance{Name: "one"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.TokenLabel = otherLabel
-	b2, err := pkcs11.Open(ctx(t), "two", o)
+	b2, err := pkcs11.Open(ctx(t), backends.Instance{Name: "two"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package softhsmtests
 
 import (
@@ -187,7 +189,7 @@ func TestWrongPIN(t *testing.T) {
 	need(t)
 	o := baseOptions()
 	o.PIN = "pass:not-the-pin"
-	b, err := pkcs11.Open(ctx(t), "hsm", o)
+	b, err := pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if err == nil {
 		b.Close()
 		t.Fatal("Open with a wrong PIN succeeded")

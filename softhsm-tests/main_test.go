@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package softhsmtests runs the pkcs11 backend against a real SoftHSM token:
 // the conformance suite (with Wycheproof vectors), concurrency, fault
 // recovery, the CLI and the daemon end to end.
@@ -170,7 +172,7 @@ func open(t testing.TB, mod ...func(*pkcs11.Options)) *pkcs11.Backend {
 	for _, f := range mod {
 		f(&o)
 	}
-	b, err := pkcs11.Open(ctx(t), "hsm", o)
+	b, err := pkcs11.Open(ctx(t), backends.Instance{Name: "hsm"}, o)
 	if err != nil {
 		t.Fatalf("pkcs11.Open: %v", err)
 	}

@@ -27,7 +27,7 @@ import (
 // Type is the registered backend type.
 const Type = "awskms"
 
-func init() { backends.RegisterOpener(Type, Open) }
+func init() { backends.Register(Type, nil, Open) }
 
 // Options configure a Backend (the [backends.NAME] table of type "awskms").
 type Options struct {
@@ -94,17 +94,15 @@ var (
 
 // Open creates a backend. It loads the SDK's default configuration (which
 // reads credentials lazily) and makes no request.
-func Open(ctx context.Context, name string, o Options) (*Backend, error) {
-	return open(ctx, name, o)
+func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error) {
+	return open(ctx, in, o)
 }
 
 // open is Open with extra SDK load options (tests pass static credentials).
-func open(ctx context.Context, name string, o Options, extra ...func(*config.LoadOptions) error) (*Backend, error) {
-	if name == "" {
-		name = Type
-	}
+func open(ctx context.Context, in backends.Instance, o Options, extra ...func(*config.LoadOptions) error) (*Backend, error) {
+	name := in.NameOr(Type)
 	bad := func(format string, a ...any) error {
-		return &backends.Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, a...)...)}
+		return &backends.Error{Backend: name, Type: Type, Op: "configure", Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, a...)...)}
 	}
 	if strings.TrimSpace(o.Region) == "" {
 		return nil, bad("region is required")
@@ -154,7 +152,7 @@ func open(ctx context.Context, name string, o Options, extra ...func(*config.Loa
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, append(lo, extra...)...)
 	if err != nil {
-		return nil, &backends.Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: loading the AWS configuration: %v", backends.ErrInvalidConfig, err)}
+		return nil, &backends.Error{Backend: name, Type: Type, Op: "configure", Err: fmt.Errorf("%w: loading the AWS configuration: %v", backends.ErrInvalidConfig, err)}
 	}
 	// Freeze the SDK's HTTP client (with any CA bundle the shared config
 	// asks for) so that Close can release its idle connections.
@@ -220,7 +218,7 @@ func (b *Backend) ExplainPadding(p backends.Padding) string {
 }
 
 func (b *Backend) err(op, ref string, err error) error {
-	return &backends.Error{Backend: b.name, Op: op, Ref: ref, Err: err}
+	return &backends.Error{Backend: b.name, Type: Type, Op: op, Ref: ref, Err: err}
 }
 
 // ctx applies the default timeout when the caller set no deadline.

@@ -31,7 +31,8 @@
 //
 // KMS keys have no certificate. Name them as recipients by
 // SubjectKeyIdentifier, or mint a certificate for the KMS public key with a
-// CA key ([IssueCertificate], "envelopd awskms certificate").
+// CA key ("envelopd awskms certificate", which uses the recipient
+// certificate profile of internal/pki).
 //
 // The backend creates keys ([Backend.GenerateKey]) and lists them
 // ([Backend.ListKeys]) but does not import key material: AWS KMS can import

@@ -10,7 +10,7 @@ import (
 
 // A KMS key can only be an OAEP recipient: the configuration check says so.
 func ExampleBackend_ExplainPadding() {
-	b, err := awskms.Open(context.Background(), "kms", awskms.Options{Region: "eu-west-1"})
+	b, err := awskms.Open(context.Background(), backends.Instance{Name: "kms"}, awskms.Options{Region: "eu-west-1"})
 	if err != nil {
 		panic(err)
 	}

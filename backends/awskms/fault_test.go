@@ -265,7 +265,7 @@ func TestNoCredentials(t *testing.T) {
 	kmstest.SetEnv(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	b, err := Open(context.Background(), "kms", Options{Region: kmstest.Region, Endpoint: s.URL, MaxAttempts: 1})
+	b, err := Open(context.Background(), backends.Instance{Name: "kms"}, Options{Region: kmstest.Region, Endpoint: s.URL, MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,14 @@ package awskms
 
 import (
 	"context"
+	"github.com/envelopd/envelopd/backends"
 	"testing"
 )
 
 // TestKeyName: a KMS key by id and by ARN is one key; an alias by name and
 // by ARN is one alias. KeyName makes no call to KMS.
 func TestKeyName(t *testing.T) {
-	b, err := Open(context.Background(), "kms", Options{Region: "eu-west-1", Endpoint: "http://127.0.0.1:1"})
+	b, err := Open(context.Background(), backends.Instance{Name: "kms"}, Options{Region: "eu-west-1", Endpoint: "http://127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func openAt(t testing.TB, endpoint string, o Options) *Backend {
 		o.Region = kmstest.Region
 	}
 	o.Endpoint = endpoint
-	b, err := open(context.Background(), "kms-test", o, config.WithCredentialsProvider(kmstest.Credentials()),
+	b, err := open(context.Background(), backends.Instance{Name: "kms-test"}, o, config.WithCredentialsProvider(kmstest.Credentials()),
 		config.WithSharedConfigFiles(nil), config.WithSharedCredentialsFiles(nil))
 	if err != nil {
 		t.Fatal(err)

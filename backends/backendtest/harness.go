@@ -4,7 +4,8 @@
 //		backendtest.Run(t, backendtest.Harness{ ... })
 //	}
 //
-// It checks: an unwrap round trip per supported padding and key size (2048,
+// It checks: the paddings the harness expects are all declared, an unwrap
+// round trip per supported padding and key size (2048,
 // 3072, 4096), a wrong key, tampered ciphertexts (no oracle: PKCS#1 v1.5
 // session-key semantics give a random key, OAEP gives ErrDecrypt, nothing
 // else differs), a cancelled context, concurrent use from many goroutines,
@@ -35,12 +36,26 @@ type Harness struct {
 	// message; backends that can import must set it.
 	Import func(t testing.TB, b backends.Backend, key *rsa.PrivateKey, p backends.Padding) string
 
+	// Paddings are the paddings the backend is expected to unwrap (what its
+	// documentation promises). Required. One it does not declare in
+	// Capabilities fails the suite (Capabilities, and every subtest for that
+	// padding): a capability regression is a failure, never a skip. Paddings
+	// the backend declares beyond these are tested too, and logged.
+	Paddings []backends.Padding
+
 	// KeySizes overrides the sizes tested (default 2048, 3072, 4096).
 	KeySizes []int
 
 	// Short limits the expensive parts (fewer Wycheproof vectors, fewer
 	// goroutines) for slow remote backends.
 	Short bool
+
+	// Name is the instance name Open gives the backend (its
+	// backends.Instance.Name); "" means it opens it without a name. The
+	// suite checks that the backend's errors are *backends.Error values
+	// whose Backend is this name (the type when "") and whose Type is the
+	// type.
+	Name string
 
 	// MissingRef is a well-formed reference to a key that does not exist
 	// in b (default: a random bare name). Backends whose bare references

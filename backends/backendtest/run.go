@@ -48,6 +48,8 @@ const callTimeout = 60 * time.Second
 //     decryption vectors for every padding the backend claims (needs Import;
 //     vectors with an OAEP label are skipped, since envelopd never uses labels).
 //   - Close: afterwards Key, Decrypt and Health fail with ErrClosed.
+//   - errors are *backends.Error values naming the instance (Backend) and
+//     the type (Type).
 //
 // Keys for the round trips are created once, before the subtests, with
 // h.NewKey (or by importing locally generated keys with h.Import). Import is
@@ -60,6 +62,9 @@ func Run(t *testing.T, h Harness) {
 	}
 	if h.NewKey == nil && h.Import == nil {
 		t.Fatal("backendtest: Harness needs NewKey or Import")
+	}
+	if len(h.Paddings) == 0 {
+		t.Fatal("backendtest: Harness.Paddings is required: the paddings the backend is expected to unwrap")
 	}
 	s := &suite{h: h, sizes: h.KeySizes, keys: map[keyID]testKey{}}
 	if len(s.sizes) == 0 {
@@ -76,6 +81,11 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 	s.caps = s.b.Capabilities()
+	for _, p := range h.Paddings {
+		if !s.caps.Supports(p) {
+			s.missing = append(s.missing, p)
+		}
+	}
 
 	// Create every key up front, with the top-level t, so that cleanups the
 	// harness registers outlive the subtests that share the keys.
@@ -116,6 +126,19 @@ type suite struct {
 	b     backends.Backend
 	caps  backends.Capabilities
 	keys  map[keyID]testKey // written before subtests start, read-only after
+	// missing are the paddings the harness expects that the backend does
+	// not declare.
+	missing []backends.Padding
+}
+
+// expectedButMissing fails t if the harness expects p and the backend does
+// not declare it; it reports whether p is expected at all.
+func (s *suite) expectedButMissing(t *testing.T, p backends.Padding) bool {
+	t.Helper()
+	if slices.Contains(s.missing, p) {
+		t.Fatalf("the harness expects %v, but Capabilities() does not declare it (%v): a capability regression", p, s.caps.Paddings)
+	}
+	return slices.Contains(s.h.Paddings, p)
 }
 
 // newKey makes a key of bits for p in s.b and looks it up.
@@ -198,6 +221,14 @@ func maxMsg(p backends.Padding, k int) int {
 }
 
 func (s *suite) testCapabilities(t *testing.T) {
+	for _, p := range s.missing {
+		t.Errorf("the harness expects %v, but Capabilities() does not declare it (%v): a capability regression", p, s.caps.Paddings)
+	}
+	for _, p := range s.caps.Paddings {
+		if !slices.Contains(s.h.Paddings, p) {
+			t.Logf("Capabilities() declares %v beyond the harness's expected %v; tested too", p, s.h.Paddings)
+		}
+	}
 	if len(s.caps.Paddings) == 0 {
 		t.Fatal("Capabilities().Paddings is empty: a backend that unwraps nothing is useless")
 	}
@@ -223,6 +254,9 @@ func (s *suite) testCapabilities(t *testing.T) {
 }
 
 func (s *suite) testRoundTrip(t *testing.T) {
+	for _, p := range s.missing {
+		t.Run(p.String(), func(t *testing.T) { s.expectedButMissing(t, p) })
+	}
 	for _, p := range s.caps.Paddings {
 		t.Run(p.String(), func(t *testing.T) {
 			for _, bits := range s.sizes {
@@ -301,7 +335,8 @@ func badCiphertexts(t testing.TB, k testKey, p backends.Padding, msg []byte) []s
 
 func (s *suite) testPKCS1v15Failures(t *testing.T) {
 	if !s.caps.Supports(backends.PKCS1v15) {
-		t.Skip("backend does not declare pkcs1v15")
+		s.expectedButMissing(t, backends.PKCS1v15)
+		t.Skip("backend does not declare pkcs1v15, and the harness does not expect it")
 	}
 	k, bits := s.firstKey(backends.PKCS1v15)
 	ctx := ctxT(t)
@@ -355,6 +390,11 @@ func (s *suite) testPKCS1v15Failures(t *testing.T) {
 }
 
 func (s *suite) testOAEPFailures(t *testing.T) {
+	for _, p := range s.missing {
+		if p.IsOAEP() {
+			t.Run(p.String(), func(t *testing.T) { s.expectedButMissing(t, p) })
+		}
+	}
 	any := false
 	for _, p := range s.caps.Paddings {
 		if !p.IsOAEP() {
@@ -391,8 +431,8 @@ func (s *suite) testOAEPFailures(t *testing.T) {
 			}
 		})
 	}
-	if !any {
-		t.Skip("backend declares no OAEP padding")
+	if !any && !slices.ContainsFunc(s.missing, backends.Padding.IsOAEP) {
+		t.Skip("backend declares no OAEP padding, and the harness expects none")
 	}
 }
 
@@ -437,6 +477,25 @@ func (s *suite) testUnknownRef(t *testing.T) {
 	}
 	if !errors.Is(err, backends.ErrNotFound) {
 		t.Errorf("Key(%q) for a missing key: %v; want an error wrapping backends.ErrNotFound", ref, err)
+	}
+	s.checkNames(t, "Key of a missing key", err)
+}
+
+// checkNames checks that err is a *backends.Error naming the instance
+// (Backend) and the type (Type).
+func (s *suite) checkNames(t *testing.T, what string, err error) {
+	t.Helper()
+	want := s.h.Name
+	if want == "" {
+		want = s.b.Type()
+	}
+	var be *backends.Error
+	if !errors.As(err, &be) {
+		t.Errorf("%s: %v is not a *backends.Error", what, err)
+		return
+	}
+	if be.Backend != want || be.Type != s.b.Type() {
+		t.Errorf("%s: backends.Error{Backend: %q, Type: %q}; want the instance name %q and the type %q", what, be.Backend, be.Type, want, s.b.Type())
 	}
 }
 
@@ -532,9 +591,11 @@ func (s *suite) testClose(t *testing.T) {
 	if _, err := k.key.Decrypt(ctx, ct, backends.DecryptOptions{Padding: p, SessionKeyLen: 32}); !errors.Is(err, backends.ErrClosed) {
 		t.Errorf("Decrypt after Close = %v; want an error wrapping backends.ErrClosed", err)
 	}
-	if _, err := s.b.Key(ctx, k.ref); !errors.Is(err, backends.ErrClosed) {
+	_, err := s.b.Key(ctx, k.ref)
+	if !errors.Is(err, backends.ErrClosed) {
 		t.Errorf("Key after Close = %v; want an error wrapping backends.ErrClosed", err)
 	}
+	s.checkNames(t, "Key after Close", err)
 	if err := s.b.Health(ctx); err == nil {
 		t.Error("Health after Close = nil; want an error")
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/envelopd/envelopd/internal/secret"
 )
 
-// TypeName is the registered backend type.
-const TypeName = "file"
+// Type is the registered backend type.
+const Type = "file"
 
 // Options is the backend's configuration ([backends.NAME] with type = "file").
 type Options struct {
@@ -27,22 +27,14 @@ type Options struct {
 	Password string `toml:"password"`
 }
 
-func init() {
-	backends.Register(TypeName, func(ctx context.Context, name string, decode func(v any) error) (backends.Backend, error) {
-		var o Options
-		if decode != nil {
-			if err := decode(&o); err != nil {
-				return nil, &backends.Error{Backend: TypeName, Op: "configure", Ref: name, Err: fmt.Errorf("%w: %v", backends.ErrInvalidConfig, err)}
-			}
-		}
-		return OpenOptions(ctx, name, o)
-	})
-}
+func init() { backends.Register(Type, nil, OpenOptions) }
 
-// OpenOptions opens the keystore a configuration names.
-func OpenOptions(ctx context.Context, name string, o Options) (*Keystore, error) {
+// OpenOptions opens the keystore a configuration names, as backend instance
+// in.
+func OpenOptions(ctx context.Context, in backends.Instance, o Options) (*Keystore, error) {
+	name := in.NameOr(Type)
 	cfgErr := func(format string, args ...any) error {
-		return &backends.Error{Backend: TypeName, Op: "configure", Ref: name, Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, args...)...)}
+		return &backends.Error{Backend: name, Type: Type, Op: "configure", Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, args...)...)}
 	}
 	if o.Keystore == "" {
 		return nil, cfgErr("keystore: the path of the keystore file is required")
@@ -58,15 +50,24 @@ func OpenOptions(ctx context.Context, name string, o Options) (*Keystore, error)
 		return nil, cfgErr("password: %v", err)
 	}
 	defer clear(pw)
-	return Open(ctx, o.Keystore, pw)
+	return Open(ctx, o.Keystore, pw, WithName(name))
 }
 
 // Type returns "file".
-func (ks *Keystore) Type() string { return TypeName }
+func (ks *Keystore) Type() string { return Type }
 
 // Capabilities: all three paddings, keys from 1024 bits (old recordings).
 func (ks *Keystore) Capabilities() backends.Capabilities {
 	return backends.Capabilities{Paddings: []backends.Padding{backends.PKCS1v15, backends.OAEPSHA1, backends.OAEPSHA256}, MinBits: minImportBits}
+}
+
+// WithName names the keystore's backend instance in its errors
+// (backends.Error.Backend); the default is "file". OpenOptions sets it.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// err is the *backends.Error of operation op on ref.
+func (ks *Keystore) err(op, ref string, err error) error {
+	return &backends.Error{Backend: ks.opts.name, Type: Type, Op: op, Ref: ref, Err: err}
 }
 
 // alias resolves a reference: a bare alias or "file:alias".
@@ -75,7 +76,7 @@ func aliasOf(ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if r.Scheme != "" && r.Scheme != TypeName {
+	if r.Scheme != "" && r.Scheme != Type {
 		return "", fmt.Errorf("%w: %q is a %s reference, not a file keystore alias", backends.ErrNotFound, ref, r.Scheme)
 	}
 	return r.Opaque, nil
@@ -85,11 +86,11 @@ func aliasOf(ref string) (string, error) {
 // unknown it re-reads the keystore once, in case another process added it.
 func (ks *Keystore) Key(ctx context.Context, ref string) (backends.Key, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, &backends.Error{Backend: TypeName, Op: "key", Ref: ref, Err: err}
+		return nil, ks.err("key", ref, err)
 	}
 	alias, err := aliasOf(ref)
 	if err != nil {
-		return nil, &backends.Error{Backend: TypeName, Op: "key", Ref: ref, Err: err}
+		return nil, ks.err("key", ref, err)
 	}
 	e, err := ks.lookup(alias)
 	if err != nil {
@@ -100,7 +101,7 @@ func (ks *Keystore) Key(ctx context.Context, ref string) (backends.Key, error) {
 		reloaded, rerr := ks.refreshLocked()
 		ks.writeMu.Unlock()
 		if rerr != nil {
-			return nil, &backends.Error{Backend: TypeName, Op: "key", Ref: ref, Err: rerr}
+			return nil, ks.err("key", ref, rerr)
 		}
 		if reloaded {
 			if e, err = ks.lookup(alias); err != nil {
@@ -132,14 +133,15 @@ func (ks *Keystore) Health(ctx context.Context) error {
 		return ks.closedErr("health", "")
 	}
 	if _, err := os.Stat(ks.path); err != nil {
-		return &backends.Error{Backend: TypeName, Op: "health", Err: fmt.Errorf("%w: %v", backends.ErrUnavailable, err)}
+		return ks.err("health", "", fmt.Errorf("%w: %v", backends.ErrUnavailable, err))
 	}
 	return nil
 }
 
 // Close wipes the password and the private keys held in memory, after
 // running decryptions finish. Keys obtained earlier then fail with
-// ErrClosed. Close is idempotent.
+// ErrClosed. Close is idempotent. (Keys of entries deleted or replaced
+// before were wiped then; see Delete.)
 func (ks *Keystore) Close() error {
 	ks.writeMu.Lock()
 	defer ks.writeMu.Unlock()
@@ -191,7 +193,7 @@ func (ks *Keystore) ListKeys(ctx context.Context) ([]backends.KeyInfo, error) {
 func (ks *Keystore) DeleteKey(ctx context.Context, ref string) error {
 	alias, err := aliasOf(ref)
 	if err != nil {
-		return &backends.Error{Backend: TypeName, Op: "delete", Ref: ref, Err: err}
+		return ks.err("delete", ref, err)
 	}
 	return ks.Delete(ctx, alias)
 }
@@ -200,7 +202,7 @@ func (ks *Keystore) DeleteKey(ctx context.Context, ref string) error {
 func (ks *Keystore) Certificates(ctx context.Context, ref string) ([]*x509.Certificate, error) {
 	alias, err := aliasOf(ref)
 	if err != nil {
-		return nil, &backends.Error{Backend: TypeName, Op: "certificates", Ref: ref, Err: err}
+		return nil, ks.err("certificates", ref, err)
 	}
 	e, err := ks.Entry(alias)
 	if err != nil {
@@ -210,7 +212,7 @@ func (ks *Keystore) Certificates(ctx context.Context, ref string) ([]*x509.Certi
 }
 
 func (e Entry) info() backends.KeyInfo {
-	return backends.KeyInfo{Ref: TypeName + ":" + e.Alias, ID: e.Alias, Public: e.Public, Chain: e.Chain, Created: e.Created, State: string(e.State)}
+	return backends.KeyInfo{Ref: Type + ":" + e.Alias, ID: e.Alias, Public: e.Public, Chain: e.Chain, Created: e.Created, State: string(e.State)}
 }
 
 // Key is one keystore entry's private key.
@@ -237,7 +239,7 @@ func (k *Key) Entry() Entry { return k.e.public() }
 // for the padding-oracle rules.
 func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, o backends.DecryptOptions) ([]byte, error) {
 	fail := func(err error) ([]byte, error) {
-		return nil, &backends.Error{Backend: TypeName, Op: "decrypt", Ref: k.e.alias, Err: err}
+		return nil, k.ks.err("decrypt", k.e.alias, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
@@ -248,6 +250,9 @@ func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, o backends.Decrypt
 		return fail(backends.ErrClosed)
 	}
 	priv := k.e.key
+	if wiped(priv) {
+		return fail(fmt.Errorf("%w: entry %q was deleted or its key replaced since this key was looked up", backends.ErrNotFound, k.e.alias))
+	}
 	switch o.Padding {
 	case backends.PKCS1v15:
 		if o.SessionKeyLen > 0 {

@@ -243,4 +243,3 @@ func TestExportPKCS12(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
-

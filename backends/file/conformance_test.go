@@ -28,7 +28,16 @@ func newTestKeystore(t testing.TB) *Keystore {
 func TestConformance(t *testing.T) {
 	var n atomic.Int64
 	backendtest.Run(t, backendtest.Harness{
-		Open: func(t testing.TB) backends.Backend { return newTestKeystore(t) },
+		Paddings: []backends.Padding{backends.PKCS1v15, backends.OAEPSHA1, backends.OAEPSHA256},
+		Open: func(t testing.TB) backends.Backend {
+			ks, err := Open(t.Context(), newTestKeystore(t).Path(), []byte("test password"), WithName("recs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ks.Close() })
+			return ks
+		},
+		Name: "recs",
 		Import: func(t testing.TB, b backends.Backend, key *rsa.PrivateKey, p backends.Padding) string {
 			t.Helper()
 			alias := fmt.Sprintf("k%d-%s", n.Add(1), p)

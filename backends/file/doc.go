@@ -101,7 +101,10 @@
 // Private keys are held in memory as *rsa.PrivateKey and never logged; error
 // messages name aliases and paths, never key material or the password.
 // Close overwrites the private exponents and primes it holds and the
-// password. Serialised PKCS#8 and payload buffers are zeroed after use.
+// password. Deleting an entry, or a reload that replaces an entry's key,
+// overwrites that key once running decryptions with it finish; a *Key of it
+// used afterwards fails with backends.ErrNotFound. Serialised PKCS#8 and
+// payload buffers are zeroed after use.
 // PKCS#1 v1.5 unwrapping uses session-key semantics
 // (rsa.DecryptPKCS1v15SessionKey): with DecryptOptions.SessionKeyLen set, a
 // bad padding yields random bytes, not an error. OAEP failures are one

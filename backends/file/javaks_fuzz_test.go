@@ -73,14 +73,53 @@ func TestReadJKSHugeLengths(t *testing.T) {
 	}
 }
 
-// FuzzReadJavaKeystore: arbitrary bytes never panic or allocate beyond the
-// file size; the seeds are keytool- and openssl-made (testdata/gen.sh).
+// allocBound is what ReadJavaKeystore may allocate for an n-byte file: a
+// constant for the parsed keys and certificates of a real keystore plus a
+// multiple of the size, never what a length field claims.
+func allocBound(n int) uint64 { return 4<<20 + 64*uint64(n) }
+
+// allocated returns the bytes f allocates (all goroutines: the caller runs
+// nothing else meanwhile).
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// The real keystores stay within the bound, and far below it: the bound is
+// not so loose that it cannot catch anything.
+func TestReadJavaKeystoreAllocBound(t *testing.T) {
+	for name, b := range javaSeeds(t) {
+		a := allocated(func() { ReadJavaKeystore(b, []byte("changeit")) })
+		t.Logf("%s: %d bytes, %d allocated", name, len(b), a)
+		if a > allocBound(len(b)) {
+			t.Errorf("%s: allocated %d bytes for a %d-byte file (bound %d)", name, a, len(b), allocBound(len(b)))
+		}
+	}
+}
+
+// FuzzReadJavaKeystore: arbitrary bytes never panic, never allocate beyond
+// allocBound of the file size (measured with runtime.MemStats), and give
+// either an error and no entries or a kind and entries with keys and
+// aliases; the seeds are keytool- and openssl-made (testdata/gen.sh).
 func FuzzReadJavaKeystore(f *testing.F) {
 	for _, b := range javaSeeds(f) {
 		f.Add(b)
 	}
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	f.Add(jks(u32(0xFFFFFFF0)))
+	f.Add(jks(u32(1), []byte{0}, u32(0xFFFFFFFF)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		kind, entries, err := ReadJavaKeystore(b, []byte("changeit"))
+		var (
+			kind    string
+			entries []ImportEntry
+			err     error
+		)
+		if a := allocated(func() { kind, entries, err = ReadJavaKeystore(b, []byte("changeit")) }); a > allocBound(len(b)) {
+			t.Fatalf("allocated %d bytes for a %d-byte file (bound %d)", a, len(b), allocBound(len(b)))
+		}
 		if err != nil {
 			if entries != nil {
 				t.Fatal("entries with an error")

@@ -15,9 +15,9 @@ var _ backends.KeyNamer = (*Keystore)(nil)
 func (ks *Keystore) KeyName(ref string) (string, error) {
 	alias, err := aliasOf(ref)
 	if err != nil {
-		return "", &backends.Error{Backend: TypeName, Op: "key", Ref: ref, Err: err}
+		return "", ks.err("key", ref, err)
 	}
-	return TypeName + ":" + canonicalPath(ks.path) + "#" + alias, nil
+	return Type + ":" + canonicalPath(ks.path) + "#" + alias, nil
 }
 
 // canonicalPath is p absolute, cleaned, with symbolic links resolved where

@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	// Registers the transit scheme: ParseRef knows only registered ones.
+	_ "github.com/envelopd/envelopd/backends/transit"
 )
 
 // TestKeyName: an alias with or without "file:", in the keystore reached

@@ -120,7 +120,11 @@ type Option func(*options)
 type options struct {
 	kdf         KDFParams
 	lockTimeout time.Duration
-	now         func() time.Time
+	name        string // the instance name, for errors
+	// wrapWrite wraps the writer of the temporary file; only tests set it
+	// (export_test.go), to inject write faults.
+	wrapWrite func(io.Writer) io.Writer
+	now       func() time.Time
 }
 
 // WithKDF sets the argon2id parameters of a new keystore (Create only;
@@ -158,7 +162,7 @@ var (
 )
 
 func newOptions(opts []Option) options {
-	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now}
+	o := options{kdf: DefaultKDF, lockTimeout: 30 * time.Second, now: time.Now, name: Type}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -301,7 +305,8 @@ func (ks *Keystore) refreshLocked() (bool, error) {
 	if ks.dk != dk {
 		ks.dk.wipe()
 	}
-	ks.dk, ks.fileSum, ks.entries = dk, sum, entries
+	ks.dk, ks.fileSum = dk, sum
+	ks.publishLocked(entries)
 	return true, nil
 }
 
@@ -438,10 +443,6 @@ func sortedAliases(m map[string]*entry) []string {
 	return s
 }
 
-// testHookWriter, when set, wraps the writer of the temporary file: tests
-// inject write faults through it.
-var testHookWriter func(w io.Writer) io.Writer
-
 // write seals entries under dk and atomically replaces the file. Callers
 // hold the file lock.
 func (ks *Keystore) write(dk *derived, entries map[string]*entry) error {
@@ -460,8 +461,8 @@ func (ks *Keystore) write(dk *derived, entries map[string]*entry) error {
 	}
 	defer f.Abort()
 	var w io.Writer = f
-	if testHookWriter != nil {
-		w = testHookWriter(w)
+	if ks.opts.wrapWrite != nil {
+		w = ks.opts.wrapWrite(w)
 	}
 	if _, err := w.Write(data); err != nil {
 		return ks.errorf("cannot write: %w", err)
@@ -471,9 +472,28 @@ func (ks *Keystore) write(dk *derived, entries map[string]*entry) error {
 	}
 	ks.mu.Lock()
 	ks.fileSum = sha256.Sum256(data)
-	ks.entries = entries
+	ks.publishLocked(entries)
 	ks.mu.Unlock()
 	return nil
+}
+
+// publishLocked makes entries the current ones and wipes the private keys
+// that only the old ones held (a deleted entry, a key replaced under its
+// alias); keys shared with the new entries (a retired entry, a new
+// certificate) live on. Callers hold mu for writing, so no decryption is
+// running: a *Key that still holds a wiped key fails from now on (see
+// Key.Decrypt), it never computes with zeros.
+func (ks *Keystore) publishLocked(entries map[string]*entry) {
+	live := make(map[*rsa.PrivateKey]bool, len(entries))
+	for _, e := range entries {
+		live[e.key] = true
+	}
+	for _, e := range ks.entries {
+		if !live[e.key] {
+			zeroKey(e.key)
+		}
+	}
+	ks.entries = entries
 }
 
 // modify applies fn to a copy of the current entries (re-read under the
@@ -734,7 +754,10 @@ func (ks *Keystore) Retire(ctx context.Context, alias string) (Entry, error) {
 }
 
 // Delete removes an entry. Recordings encrypted only to it become
-// unreadable: callers confirm first.
+// unreadable: callers confirm first. Its private key is wiped from memory
+// once running decryptions with it finish; a *Key of the entry obtained
+// before then fails with an error wrapping backends.ErrNotFound. The same
+// holds for a key replaced under its alias by a reload.
 func (ks *Keystore) Delete(ctx context.Context, alias string) error {
 	return ks.modify(ctx, func(m map[string]*entry) error {
 		if _, ok := m[alias]; !ok {
@@ -768,11 +791,11 @@ func (ks *Keystore) Entry(alias string) (Entry, error) {
 }
 
 func (ks *Keystore) notFound(op, alias string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: alias, Err: fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path)}
+	return ks.err(op, alias, fmt.Errorf("%w: no entry with this alias in keystore %s", backends.ErrNotFound, ks.path))
 }
 
 func (ks *Keystore) closedErr(op, ref string) error {
-	return &backends.Error{Backend: "file", Op: op, Ref: ref, Err: backends.ErrClosed}
+	return ks.err(op, ref, backends.ErrClosed)
 }
 
 // wipe clears secrets; callers hold mu or own ks exclusively.
@@ -786,6 +809,9 @@ func (ks *Keystore) wipe() {
 	}
 	ks.entries = map[string]*entry{}
 }
+
+// wiped reports whether zeroKey cleared k (a valid key's D is never 0).
+func wiped(k *rsa.PrivateKey) bool { return k.D == nil || k.D.Sign() == 0 }
 
 // zeroKey overwrites k's private values (best effort, see Limitations).
 func zeroKey(k *rsa.PrivateKey) {

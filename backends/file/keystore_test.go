@@ -195,10 +195,14 @@ func TestFaultInjectedWrite(t *testing.T) {
 	ks := newTestKeystore(t)
 	importN(t, ks, "k", 2)
 	before, _ := os.ReadFile(ks.Path())
-	for _, limit := range []int{0, 1, 50, len(before) / 2, len(before) - 1} {
-		testHookWriter = func(w io.Writer) io.Writer { return &faultWriter{w, limit} }
-		_, err := ks.Retire(t.Context(), "k0")
-		testHookWriter = nil
+	limit := 0
+	faulty, err := Open(t.Context(), ks.Path(), []byte("test password"), withWriteWrapper(func(w io.Writer) io.Writer { return &faultWriter{w, limit} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer faulty.Close()
+	for _, limit = range []int{0, 1, 50, len(before) / 2, len(before) - 1} {
+		_, err := faulty.Retire(t.Context(), "k0")
 		if err == nil || !strings.Contains(err.Error(), "injected write fault") {
 			t.Fatalf("limit %d: Retire = %v; want the injected fault", limit, err)
 		}
@@ -206,7 +210,7 @@ func TestFaultInjectedWrite(t *testing.T) {
 		if string(after) != string(before) {
 			t.Fatalf("limit %d: keystore changed after a failed write", limit)
 		}
-		if e, _ := ks.Entry("k0"); e.State != StateActive {
+		if e, _ := faulty.Entry("k0"); e.State != StateActive {
 			t.Fatalf("limit %d: in-memory state changed after a failed write", limit)
 		}
 		ks2, err := Open(t.Context(), ks.Path(), []byte("test password"))
@@ -390,9 +394,15 @@ func TestFactory(t *testing.T) {
 	decodeTo := func(o Options) func(v any) error {
 		return func(v any) error { *(v.(*Options)) = o; return nil }
 	}
-	b, err := backends.Open(t.Context(), "file", "recs", decodeTo(Options{Keystore: ks.Path(), Password: "env:FILE_TEST_PW"}))
+	b, err := backends.Open(t.Context(), "file", backends.Instance{Name: "recs"}, decodeTo(Options{Keystore: ks.Path(), Password: "env:FILE_TEST_PW"}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Errors name the instance (Backend) and the type (Type).
+	_, err = b.Key(t.Context(), "missing")
+	var be *backends.Error
+	if !errors.As(err, &be) || be.Backend != "recs" || be.Type != Type || !strings.HasPrefix(err.Error(), `file "recs" key "missing": `) {
+		t.Errorf("Key of a missing alias = %v (%+v); want a backends.Error naming instance recs of type file", err, be)
 	}
 	b.Close()
 	for _, tc := range []struct {
@@ -407,15 +417,19 @@ func TestFactory(t *testing.T) {
 		{Options{Keystore: ks.Path(), Password: "pass:wrong"}, "wrong password", ErrWrongPassword},
 		{Options{Keystore: ks.Path() + ".missing", Password: "pass:x"}, "no such file", nil},
 	} {
-		_, err := backends.Open(t.Context(), "file", "recs", decodeTo(tc.o))
+		_, err := backends.Open(t.Context(), "file", backends.Instance{Name: "recs"}, decodeTo(tc.o))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || (tc.is != nil && !errors.Is(err, tc.is)) {
 			t.Errorf("%+v: %v; want %q", tc.o, err, tc.want)
 		}
 		if err != nil && strings.Contains(err.Error(), "test password") {
 			t.Errorf("error leaks the password: %v", err)
 		}
+		var be *backends.Error
+		if tc.is == backends.ErrInvalidConfig && (!errors.As(err, &be) || be.Backend != "recs" || be.Type != Type) {
+			t.Errorf("%+v: %v does not name instance recs of type file", tc.o, err)
+		}
 	}
-	_, err = backends.Open(t.Context(), "file", "recs", func(v any) error { return errors.New(`unknown key "pasword"`) })
+	_, err = backends.Open(t.Context(), "file", backends.Instance{Name: "recs"}, func(v any) error { return errors.New(`unknown key "pasword"`) })
 	if !errors.Is(err, backends.ErrInvalidConfig) || !strings.Contains(err.Error(), "pasword") {
 		t.Errorf("decode error: %v", err)
 	}

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11
 
 import (
@@ -18,116 +20,16 @@ import (
 	"github.com/envelopd/envelopd/internal/secret"
 )
 
-// Type is the registered backend type.
-const Type = "pkcs11"
-
-// Defaults for Options.
-const (
-	DefaultMaxSessions    = 8
-	DefaultWaitTimeout    = 10 * time.Second
-	DefaultReinitInterval = 5 * time.Second
-)
-
 func init() {
-	backends.Register(Type, func(ctx context.Context, name string, decode func(v any) error) (backends.Backend, error) {
-		var o Options
-		if err := decode(&o); err != nil {
-			return nil, &backends.Error{Backend: label(name), Op: "configure", Err: fmt.Errorf("%w: %w", backends.ErrInvalidConfig, err)}
-		}
-		b, err := Open(ctx, name, o)
-		if err != nil {
-			return nil, err
-		}
-		return b, nil
-	})
-}
-
-// Options configure a PKCS#11 backend ([backends.NAME] with type = "pkcs11").
-type Options struct {
-	// Module is the path of the PKCS#11 library (.so). Required.
-	Module string `toml:"module"`
-	// Exactly one of TokenLabel, TokenSerial and Slot chooses the token.
-	TokenLabel  string `toml:"token_label"`
-	TokenSerial string `toml:"token_serial"`
-	Slot        *uint  `toml:"slot"`
-	// PIN is a secret reference (env:NAME, file:PATH, pass:VALUE) to the
-	// user PIN. Required.
-	PIN string `toml:"pin"`
-	// MaxSessions bounds the pool (default 8).
-	MaxSessions int `toml:"max_sessions"`
-	// WaitTimeout bounds how long a request waits for a free session, as a
-	// Go duration ("10s", the default).
-	WaitTimeout string `toml:"wait_timeout"`
-	// ReinitInterval is the least time between two re-initialisations of
-	// the module after the token or library failed ("5s", the default).
-	ReinitInterval string `toml:"reinit_interval"`
-}
-
-type config struct {
-	module             string
-	tokenLabel, serial string
-	slot               *uint
-	pinRef             string
-	maxSessions        int
-	wait, reinitEvery  time.Duration
-}
-
-func (o Options) validate() (config, error) {
-	c := config{module: o.Module, tokenLabel: o.TokenLabel, serial: o.TokenSerial, slot: o.Slot, pinRef: o.PIN,
-		maxSessions: o.MaxSessions, wait: DefaultWaitTimeout, reinitEvery: DefaultReinitInterval}
-	if c.module == "" {
-		return c, errors.New("module is required (the path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so)")
-	}
-	var set []string
-	if o.TokenLabel != "" {
-		set = append(set, "token_label")
-	}
-	if o.TokenSerial != "" {
-		set = append(set, "token_serial")
-	}
-	if o.Slot != nil {
-		set = append(set, "slot")
-	}
-	switch len(set) {
-	case 0:
-		return c, errors.New("choose the token with exactly one of token_label, token_serial or slot")
-	case 1:
-	default:
-		return c, fmt.Errorf("choose the token with exactly one of token_label, token_serial or slot, not %s", strings.Join(set, " and "))
-	}
-	if o.PIN == "" {
-		return c, errors.New("pin is required, as a secret reference (env:NAME, file:PATH or pass:VALUE)")
-	}
-	if err := secret.Validate(o.PIN); err != nil {
-		return c, fmt.Errorf("pin: %w", err)
-	}
-	if c.maxSessions == 0 {
-		c.maxSessions = DefaultMaxSessions
-	}
-	if c.maxSessions < 1 || c.maxSessions > 1024 {
-		return c, fmt.Errorf("max_sessions %d is out of range 1..1024", o.MaxSessions)
-	}
-	var err error
-	if o.WaitTimeout != "" {
-		if c.wait, err = time.ParseDuration(o.WaitTimeout); err != nil || c.wait <= 0 {
-			return c, fmt.Errorf("wait_timeout %q: want a positive duration such as \"10s\"", o.WaitTimeout)
-		}
-	}
-	if o.ReinitInterval != "" {
-		if c.reinitEvery, err = time.ParseDuration(o.ReinitInterval); err != nil || c.reinitEvery < 0 {
-			return c, fmt.Errorf("reinit_interval %q: want a duration such as \"5s\"", o.ReinitInterval)
-		}
-	}
-	return c, nil
+	backends.Register(Type, []backends.Scheme{{Name: Type, Attributes: true}}, Open)
 }
 
 // Backend is a PKCS#11 token used as an envelopd key store. It is safe for
 // concurrent use; see the package doc for how sessions are shared.
 type Backend struct {
-	name  string
-	label string // for errors: `pkcs11 "name"`
-	cfg   config
-	mod   *module
+	name string // the instance name, for errors
+	cfg  config
+	mod  *module
 
 	// guarded by mu
 	mu        sync.Mutex
@@ -163,32 +65,25 @@ var (
 	_ backends.CertificateSource = (*Backend)(nil)
 )
 
-func label(name string) string {
-	if name == "" {
-		return Type
-	}
-	return Type + " " + strconv.Quote(name)
-}
-
 // Open loads the module, finds the token, logs in once and probes what the
-// token can do. The caller must Close the backend. name is the configured
-// instance name, used in errors.
-func Open(ctx context.Context, name string, o Options) (*Backend, error) {
-	b := &Backend{name: name, label: label(name)}
+// token can do. The caller must Close the backend. in names the instance in
+// errors.
+func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error) {
+	b := &Backend{name: in.NameOr(Type)}
 	cfg, err := o.validate()
 	if err != nil {
-		return nil, &backends.Error{Backend: b.label, Op: "configure", Err: fmt.Errorf("%w: %w", backends.ErrInvalidConfig, err)}
+		return nil, b.err("configure", "", fmt.Errorf("%w: %w", backends.ErrInvalidConfig, err))
 	}
 	b.cfg = cfg
 	pin, err := secret.Resolve(cfg.pinRef)
 	if err != nil {
-		return nil, &backends.Error{Backend: b.label, Op: "configure", Err: fmt.Errorf("%w: pin: %w", backends.ErrInvalidConfig, err)}
+		return nil, b.err("configure", "", fmt.Errorf("%w: pin: %w", backends.ErrInvalidConfig, err))
 	}
 	b.pin = pin
 	mod, err := acquireModule(cfg.module)
 	if err != nil {
 		clear(b.pin)
-		return nil, &backends.Error{Backend: b.label, Op: "open", Err: fmt.Errorf("%w: %w", backends.ErrUnavailable, err)}
+		return nil, b.err("open", "", fmt.Errorf("%w: %w", backends.ErrUnavailable, err))
 	}
 	b.mod = mod
 	b.pool.init(cfg.maxSessions, cfg.wait)
@@ -276,9 +171,12 @@ func (b *Backend) Health(ctx context.Context) error {
 	return b.wrap("health", "", err)
 }
 
-// Close waits for operations in flight, closes the sessions and releases
-// the module; the last Backend on a module finalises it. Close is
-// idempotent; later operations fail with ErrClosed.
+// Close waits for operations in flight, at most 10 seconds, closes the
+// sessions and releases the module; the last Backend on a module finalises
+// it. Operations still running then (a hung token) keep their sessions and
+// the module until they end, and Close returns an error wrapping
+// ErrUnavailable saying so. Close is idempotent; later operations fail
+// with ErrClosed.
 func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
@@ -288,19 +186,24 @@ func (b *Backend) Close() error {
 		if b.mod == nil {
 			return
 		}
-		idle := b.pool.drain()
-		b.mod.mu.RLock()
-		gen := b.mod.gen.Load()
-		for _, s := range idle {
-			if s.gen == gen {
-				_ = b.mod.ctx.CloseSession(s.h)
-			}
-		}
-		b.mod.mu.RUnlock()
+		idle, busy := b.pool.drain(closeTimeout)
+		b.closeSessions(idle)
 		b.mu.Lock()
 		clear(b.pin)
 		b.pin = nil
 		b.mu.Unlock()
+		if busy > 0 {
+			// Calls that hang (a dead HSM) must not hang Close: the
+			// module is released once they end, if ever.
+			go func() {
+				b.pool.waitSlots(busy)
+				b.closeSessions(b.pool.takeIdle())
+				_ = b.mod.release()
+			}()
+			err = b.wrap("close", "", fmt.Errorf("%w: %d operations still running after %s; their sessions and the module are released when they end",
+				backends.ErrUnavailable, busy, closeTimeout))
+			return
+		}
 		if rerr := b.mod.release(); rerr != nil {
 			err = b.wrap("close", "", rerr)
 		}
@@ -308,13 +211,30 @@ func (b *Backend) Close() error {
 	return err
 }
 
+// closeTimeout bounds how long Close waits for operations in flight.
+var closeTimeout = 10 * time.Second
+
+// closeSessions closes sessions of the current module generation (older
+// ones died with their library).
+func (b *Backend) closeSessions(ss []*session) {
+	if len(ss) == 0 {
+		return
+	}
+	b.mod.mu.RLock()
+	defer b.mod.mu.RUnlock()
+	gen := b.mod.gen.Load()
+	for _, s := range ss {
+		if s.gen == gen {
+			_ = b.mod.ctx.CloseSession(s.h)
+		}
+	}
+}
+
 func (b *Backend) isClosed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.closed
 }
-
-var errClosed = fmt.Errorf("%w", backends.ErrClosed)
 
 // slotLocked returns the slot of the configured token, resolving it again
 // after a module re-initialisation (slot numbers may change when a token is
@@ -423,7 +343,7 @@ func (p *pool) acquire(ctx context.Context) error {
 	case p.sem <- struct{}{}:
 		return nil
 	case <-p.done:
-		return errClosed
+		return backends.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
@@ -471,18 +391,31 @@ func (p *pool) pushIdle(s *session) bool {
 	return true
 }
 
-// drain waits until no session is in use (by taking every slot) and returns
-// the idle ones.
-func (p *pool) drain() []*session {
+// drain waits until no session is in use (by taking every slot), at most
+// timeout, and returns the idle sessions and how many slots are still held
+// by operations that did not end in time (hung calls).
+func (p *pool) drain(timeout time.Duration) (idle []*session, busy int) {
 	close(p.done)
-	for range cap(p.sem) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	taken := 0
+wait:
+	for taken < cap(p.sem) {
+		select {
+		case p.sem <- struct{}{}:
+			taken++
+		case <-t.C:
+			break wait
+		}
+	}
+	return p.takeIdle(), cap(p.sem) - taken
+}
+
+// waitSlots takes n more slots, waiting as long as it takes.
+func (p *pool) waitSlots(n int) {
+	for range n {
 		p.sem <- struct{}{}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	idle := p.idle
-	p.idle = nil
-	return idle
 }
 
 // getSession returns a pooled or new logged-in session. The caller holds a
@@ -545,7 +478,7 @@ func (b *Backend) login(c *pkcs11.Ctx, h pkcs11.SessionHandle) error {
 		return pinErr
 	}
 	if pin == nil {
-		return errClosed
+		return backends.ErrClosed
 	}
 	// Another goroutine may have logged in while we waited.
 	if info, err := c.GetSessionInfo(h); err == nil && !public(info) {
@@ -580,14 +513,14 @@ func (b *Backend) withSession(ctx context.Context, fn func(c *pkcs11.Ctx, s *ses
 			return err
 		}
 		if b.isClosed() {
-			return errClosed
+			return backends.ErrClosed
 		}
 		if err := b.pool.acquire(ctx); err != nil {
 			return err
 		}
 		if b.isClosed() {
 			b.pool.releaseSlot()
-			return errClosed
+			return backends.ErrClosed
 		}
 		seen := b.mod.gen.Load()
 		s, err := b.getSession(attempt > 0)

@@ -46,6 +46,15 @@
 // operation with ErrPermission until it is closed and opened again with a
 // corrected pin. Health does a C_GetSessionInfo on a pooled session.
 //
+// Only the return values of C_Decrypt that say the ciphertext is bad
+// (CKR_ENCRYPTED_DATA_INVALID, CKR_ENCRYPTED_DATA_LEN_RANGE, and
+// CKR_GENERAL_ERROR, which is what SoftHSM 2 answers to a bad padding) are
+// decryption failures, with session-key semantics for PKCS#1 v1.5. Every
+// other value (CKR_HOST_MEMORY, CKR_DEVICE_MEMORY, CKR_FUNCTION_FAILED, ...)
+// is a backend failure (ErrUnavailable): a failing HSM never turns into a
+// random session key. Close waits at most 10 seconds for operations in
+// flight; a hung call keeps its session and the library until it returns.
+//
 // # Limitations
 //
 // Only RSA keys. Paddings are what the token offers: PKCS#1 v1.5
@@ -62,6 +71,11 @@
 // flight can crash SoftHSM (seen with C_CloseAllSessions during C_Decrypt);
 // this package never closes a session that is in use, and re-initialises
 // the library only when no call is in flight.
+//
+// Loading a module needs cgo. A build without cgo (CGO_ENABLED=0) still
+// registers the pkcs11 type and its reference scheme, but opening a backend
+// fails with [ErrNoCgo], which says so: a configuration with a pkcs11
+// backend is refused when it loads, and everything else works.
 //
 // # Security
 //

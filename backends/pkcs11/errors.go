@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11
 
 import (
@@ -122,13 +124,18 @@ func (b *Backend) wrap(op, ref string, err error) error {
 		return nil
 	}
 	var be *backends.Error
-	if errors.As(err, &be) && be.Backend == b.label {
+	if errors.As(err, &be) && be.Type == Type && be.Backend == b.name {
 		return err
 	}
 	if s := sentinel(err); s != nil {
 		err = fmt.Errorf("%w: %w", s, err)
 	}
-	return &backends.Error{Backend: b.label, Op: op, Ref: ref, Err: err}
+	return b.err(op, ref, err)
+}
+
+// err is the *backends.Error of operation op on ref.
+func (b *Backend) err(op, ref string, err error) error {
+	return &backends.Error{Backend: b.name, Type: Type, Op: op, Ref: ref, Err: err}
 }
 
 // pinError is the one clear message for a refused PIN.

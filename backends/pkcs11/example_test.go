@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11_test
 
 import (
@@ -14,7 +16,7 @@ import (
 // setup with SoftHSM.)
 func Example() {
 	ctx := context.Background()
-	b, err := pkcs11.Open(ctx, "hsm", pkcs11.Options{
+	b, err := pkcs11.Open(ctx, backends.Instance{Name: "hsm"}, pkcs11.Options{
 		Module:     "/usr/lib/softhsm/libsofthsm2.so",
 		TokenLabel: "recordings",
 		PIN:        "env:HSM_PIN",

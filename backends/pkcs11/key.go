@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11
 
 import (
@@ -316,12 +318,14 @@ func (k *Key) run(ctx context.Context, fn func(c *pkcs11.Ctx, s *session, h pkcs
 }
 
 // Decrypt unwraps ciphertext on the token with CKM_RSA_PKCS or
-// CKM_RSA_PKCS_OAEP. For PKCS1v15 with SessionKeyLen > 0 a failed C_Decrypt
-// or a plaintext of the wrong length yields random bytes and no error
-// (session-key semantics, no padding oracle); with SessionKeyLen == 0 it
-// yields ErrDecrypt. For OAEP every decryption failure is ErrDecrypt. Errors
-// about the session, token or PIN are reported as such (ErrUnavailable,
-// ErrPermission), never as a decryption failure.
+// CKM_RSA_PKCS_OAEP. For PKCS1v15 with SessionKeyLen > 0 a C_Decrypt that
+// says the ciphertext is bad, or a plaintext of the wrong length, yields
+// random bytes and no error (session-key semantics, no padding oracle);
+// with SessionKeyLen == 0 it yields ErrDecrypt. For OAEP every decryption
+// failure is ErrDecrypt. Only the return values in badCiphertextCodes are a
+// decryption failure; every other one (session, token, PIN, memory, a
+// failed function) is reported as a backend failure (ErrUnavailable,
+// ErrPermission, ...), never as a decryption failure.
 func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, opts backends.DecryptOptions) ([]byte, error) {
 	b := k.b
 	var mech []*pkcs11.Mechanism
@@ -357,13 +361,13 @@ func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, opts backends.Decr
 		if err := c.DecryptInit(s.h, mech, h); err != nil {
 			return fmt.Errorf("C_DecryptInit: %w", err)
 		}
-		out, err := c.Decrypt(s.h, ciphertext)
+		out, err := cDecrypt(c, s.h, ciphertext)
 		if err != nil {
-			if cl := classify(err); cl != classOther {
+			if !badCiphertext(err) {
 				return fmt.Errorf("C_Decrypt: %w", err)
 			}
-			// An answer about the ciphertext (SoftHSM: CKR_GENERAL_ERROR,
-			// CKR_ENCRYPTED_DATA_INVALID): no detail leaves this function.
+			// An answer about the ciphertext: no detail leaves this
+			// function.
 			pt, failed = nil, true
 			return nil
 		}
@@ -371,7 +375,7 @@ func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, opts backends.Decr
 		return nil
 	})
 	if err != nil {
-		return nil, b.wrap("decrypt", k.ref, err)
+		return nil, b.wrap("decrypt", k.ref, backendFailure(err))
 	}
 	if sessionKey {
 		ok := subtle.ConstantTimeEq(int32(len(pt)), int32(len(random)))
@@ -388,6 +392,50 @@ func (k *Key) Decrypt(ctx context.Context, ciphertext []byte, opts backends.Decr
 		return nil, b.wrap("decrypt", k.ref, backends.ErrDecrypt)
 	}
 	return pt, nil
+}
+
+// cDecrypt is C_Decrypt. Tests replace it to return what SoftHSM never
+// does (CKR_HOST_MEMORY, CKR_DEVICE_MEMORY, ...).
+var cDecrypt = (*pkcs11.Ctx).Decrypt
+
+// badCiphertextCodes are the return values of C_Decrypt that are an answer
+// about the ciphertext, not a failure of the token: the ones PKCS#11 names
+// for it, and CKR_GENERAL_ERROR, which SoftHSM 2 returns for a bad PKCS#1
+// v1.5 or OAEP padding and for a ciphertext not below the modulus
+// (softhsm-tests TestSoftHSMBadPaddingReturnValue pins it). Every other
+// value (CKR_HOST_MEMORY, CKR_DEVICE_MEMORY, CKR_FUNCTION_FAILED, ...) is a
+// backend failure: a PKCS#1 v1.5 session-key unwrap must not turn it into a
+// random key and a content error.
+var badCiphertextCodes = []uint{
+	pkcs11.CKR_ENCRYPTED_DATA_INVALID,
+	pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+	pkcs11.CKR_GENERAL_ERROR,
+}
+
+// badCiphertext reports whether C_Decrypt's err says the ciphertext does
+// not decrypt under the key.
+func badCiphertext(err error) bool {
+	c, ok := code(err)
+	return ok && slices.Contains(badCiphertextCodes, c)
+}
+
+// backendFailure makes sure a failed decryption that is not about the
+// ciphertext reaches the caller as a backend failure (ErrUnavailable, 503
+// in the daemon) unless it already says what it is.
+func backendFailure(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	for _, s := range []error{backends.ErrUnavailable, backends.ErrPermission, backends.ErrNotFound,
+		backends.ErrNotSupported, backends.ErrInvalidConfig, backends.ErrClosed, backends.ErrDecrypt} {
+		if errors.Is(err, s) {
+			return err
+		}
+	}
+	if sentinel(err) != nil {
+		return err // wrap adds it
+	}
+	return fmt.Errorf("%w: %w", backends.ErrUnavailable, err)
 }
 
 // digestInfoPrefix is the DER DigestInfo prefix for CKM_RSA_PKCS signing

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11
 
 // Unit tests that need no token. The suite against a real SoftHSM token is
@@ -64,23 +66,31 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestOpenConfigErrors(t *testing.T) {
-	_, err := Open(t.Context(), "hsm", Options{Module: "/x.so", PIN: "env:X"})
+	_, err := Open(t.Context(), backends.Instance{Name: "hsm"}, Options{Module: "/x.so", PIN: "env:X"})
 	if !errors.Is(err, backends.ErrInvalidConfig) {
 		t.Fatalf("Open without a token = %v; want ErrInvalidConfig", err)
 	}
-	_, err = Open(t.Context(), "hsm", Options{Module: "/nonexistent/lib.so", TokenLabel: "t", PIN: "pass:1"})
+	var be *backends.Error
+	if !errors.As(err, &be) || be.Backend != "hsm" || be.Type != Type || !strings.HasPrefix(err.Error(), `pkcs11 "hsm" configure: `) {
+		t.Errorf("Open without a token = %v; want a backends.Error naming instance hsm of type pkcs11", err)
+	}
+	_, err = Open(t.Context(), backends.Instance{}, Options{Module: "/x.so", PIN: "env:X"})
+	if !errors.As(err, &be) || be.Backend != Type || !strings.HasPrefix(err.Error(), "pkcs11 configure: ") {
+		t.Errorf("Open without a name = %v; want the type as the instance name", err)
+	}
+	_, err = Open(t.Context(), backends.Instance{Name: "hsm"}, Options{Module: "/nonexistent/lib.so", TokenLabel: "t", PIN: "pass:1"})
 	if !errors.Is(err, backends.ErrUnavailable) || !strings.Contains(err.Error(), "/nonexistent/lib.so") {
 		t.Fatalf("Open with a missing module = %v; want ErrUnavailable naming it", err)
 	}
 	t.Setenv("ENVELOPD_PKCS11_TEST_PIN_UNSET", "")
-	_, err = Open(t.Context(), "hsm", Options{Module: "/x.so", TokenLabel: "t", PIN: "env:ENVELOPD_PKCS11_TEST_PIN_UNSET"})
+	_, err = Open(t.Context(), backends.Instance{Name: "hsm"}, Options{Module: "/x.so", TokenLabel: "t", PIN: "env:ENVELOPD_PKCS11_TEST_PIN_UNSET"})
 	if !errors.Is(err, backends.ErrInvalidConfig) {
 		t.Fatalf("Open with an empty PIN variable = %v; want ErrInvalidConfig", err)
 	}
 }
 
 func TestRegistryDecodeError(t *testing.T) {
-	_, err := backends.Open(t.Context(), Type, "hsm", func(v any) error { return fmt.Errorf("unknown key %q", "modul") })
+	_, err := backends.Open(t.Context(), Type, backends.Instance{Name: "hsm"}, func(v any) error { return fmt.Errorf("unknown key %q", "modul") })
 	if !errors.Is(err, backends.ErrInvalidConfig) || !strings.Contains(err.Error(), "modul") {
 		t.Fatalf("Open with a decode error = %v", err)
 	}
@@ -119,7 +129,7 @@ func TestClassify(t *testing.T) {
 	if classify(errors.New("x")) != classOther || classify(nil) != classOther {
 		t.Error("non-pkcs11 errors must be classOther")
 	}
-	b := &Backend{label: label("hsm")}
+	b := &Backend{name: "hsm"}
 	err := b.wrap("decrypt", "k", pinError(pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)))
 	if !errors.Is(err, backends.ErrPermission) || !errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)) {
 		t.Errorf("wrapped PIN error %v lost its sentinel or code", err)
@@ -127,7 +137,7 @@ func TestClassify(t *testing.T) {
 }
 
 func testBackend() *Backend {
-	b := &Backend{label: label("hsm")}
+	b := &Backend{name: "hsm"}
 	b.token.Label = "recs"
 	b.token.SerialNumber = "0123"
 	return b

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -200,7 +199,7 @@ func (a *authenticator) renewLoop(stop <-chan struct{}) {
 		if err != nil {
 			// Back off from 1s to a minute; stay quiet about repeats.
 			if retry == 0 {
-				slog.Warn("transit backend: token renewal failed; will retry", "backend", a.b.name, "err", err)
+				a.b.log.Warn("transit backend: token renewal failed; will retry", "backend", a.b.name, "err", err)
 			}
 			retry = min(max(retry*2, time.Second), time.Minute)
 			if ttl > 0 {

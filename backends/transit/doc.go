@@ -72,7 +72,9 @@
 // between the two cases, which only an attacker on that network path could
 // observe. Tokens and secret IDs are never logged or put in errors.
 // tls_skip_verify disables certificate checks and is logged as a warning
-// at every open; it is for tests only.
+// at every open; it is for tests only. The backend logs (that warning,
+// token renewal failures) through the logger of its backends.Instance: the
+// daemon's, or slog.Default() for a command.
 //
 // # Limitations
 //

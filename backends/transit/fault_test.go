@@ -221,7 +221,7 @@ func TestVaultDown(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	b, err := Open(context.Background(), "v", Options{Address: "http://" + addr, Token: "pass:s3cr3t-token", MaxRetries: 1})
+	b, err := Open(context.Background(), backends.Instance{Name: "v"}, Options{Address: "http://" + addr, Token: "pass:s3cr3t-token", MaxRetries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package transit
 
 import (
 	"context"
+	"github.com/envelopd/envelopd/backends"
 	"testing"
 )
 
@@ -10,7 +11,7 @@ import (
 // KeyName asks nothing of Vault (the addresses here do not answer).
 func TestKeyName(t *testing.T) {
 	open := func(addr, ns, mount string) *Backend {
-		b, err := Open(context.Background(), "v", Options{Address: addr, Token: "pass:unused-token", Namespace: ns, Mount: mount, MaxRetries: -1})
+		b, err := Open(context.Background(), backends.Instance{Name: "v"}, Options{Address: addr, Token: "pass:unused-token", Namespace: ns, Mount: mount, MaxRetries: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

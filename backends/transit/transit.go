@@ -27,7 +27,7 @@ import (
 // Type is the registered backend type.
 const Type = "transit"
 
-func init() { backends.RegisterOpener(Type, Open) }
+func init() { backends.Register(Type, nil, Open) }
 
 // Options configure a Transit backend. Field names are the TOML keys.
 type Options struct {
@@ -66,6 +66,7 @@ type Options struct {
 // Backend is an open Transit backend.
 type Backend struct {
 	name       string
+	log        *slog.Logger
 	namespace  string
 	mount      string
 	client     *api.Client
@@ -94,12 +95,10 @@ var (
 // Open validates o and returns a backend. It does not need Vault to be up:
 // an unreachable Vault makes Health and requests fail with ErrUnavailable
 // until it answers. Configuration mistakes fail here.
-func Open(ctx context.Context, name string, o Options) (*Backend, error) {
-	if name == "" {
-		name = Type
-	}
+func Open(ctx context.Context, in backends.Instance, o Options) (*Backend, error) {
+	name := in.NameOr(Type)
 	cfgErr := func(format string, args ...any) error {
-		return &backends.Error{Backend: name, Op: "configure", Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, args...)...)}
+		return &backends.Error{Backend: name, Type: Type, Op: "configure", Err: fmt.Errorf("%w: "+format, append([]any{backends.ErrInvalidConfig}, args...)...)}
 	}
 	if o.Address == "" {
 		return nil, cfgErr("address is required")
@@ -159,7 +158,7 @@ func Open(ctx context.Context, name string, o Options) (*Backend, error) {
 		return nil, cfgErr("%v", err)
 	}
 	if o.TLSSkipVerify {
-		slog.Warn("transit backend: tls_skip_verify is set: Vault's certificate is NOT verified; anyone on the network path can read session keys and tokens. Use this for tests only.", "backend", name, "address", o.Address)
+		in.Log().Warn("transit backend: tls_skip_verify is set: Vault's certificate is NOT verified; anyone on the network path can read session keys and tokens. Use this for tests only.", "backend", name, "address", o.Address)
 	}
 
 	// Build the client configuration explicitly instead of from
@@ -201,6 +200,7 @@ func Open(ctx context.Context, name string, o Options) (*Backend, error) {
 
 	b := &Backend{
 		name:       name,
+		log:        in.Log(),
 		namespace:  o.Namespace,
 		mount:      o.Mount,
 		client:     client,
@@ -350,7 +350,7 @@ func (b *Backend) Close() error {
 }
 
 func (b *Backend) err(op, ref string, err error) error {
-	return &backends.Error{Backend: b.name, Op: op, Ref: ref, Err: err}
+	return &backends.Error{Backend: b.name, Type: Type, Op: op, Ref: ref, Err: err}
 }
 
 // vaultError is a classified failure of one request.

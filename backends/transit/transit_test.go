@@ -61,7 +61,7 @@ func openTest(t testing.TB, o Options) *Backend {
 	if o.Token == "" && o.RoleID == "" {
 		o.Token = "pass:" + v.Token
 	}
-	b, err := Open(context.Background(), "vault", o)
+	b, err := Open(context.Background(), backends.Instance{Name: "vault"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,10 @@ func TestConformance(t *testing.T) {
 	var mu sync.Mutex
 	generated := map[int]string{} // one Transit key per size serves both paddings
 	backendtest.Run(t, backendtest.Harness{
-		Open: func(t testing.TB) backends.Backend { return openTest(t, Options{}) },
+		// Vault 1.19 and later (the test server) unwrap PKCS#1 v1.5 too.
+		Paddings: []backends.Padding{backends.PKCS1v15, backends.OAEPSHA256},
+		Open:     func(t testing.TB) backends.Backend { return openTest(t, Options{}) },
+		Name:     "vault",
 		NewKey: func(t testing.TB, b backends.Backend, bits int, p backends.Padding) string {
 			mu.Lock()
 			defer mu.Unlock()
@@ -173,9 +176,13 @@ func TestOpenConfigErrors(t *testing.T) {
 		{"client cert without key", Options{Address: "https://127.0.0.1:1", Token: "env:T", ClientCert: "/x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Open(context.Background(), "v", tc.o)
+			_, err := Open(context.Background(), backends.Instance{Name: "v"}, tc.o)
 			if !errors.Is(err, backends.ErrInvalidConfig) {
 				t.Fatalf("Open = %v; want ErrInvalidConfig", err)
+			}
+			var be *backends.Error
+			if !errors.As(err, &be) || be.Backend != "v" || be.Type != Type || !strings.HasPrefix(err.Error(), `transit "v" configure: `) {
+				t.Errorf("Open = %v; want a backends.Error naming instance v of type transit", err)
 			}
 			if tc.o.Token == "hvs.abcdef" && strings.Contains(err.Error(), "abcdef") {
 				t.Fatalf("error leaks the token: %v", err)

@@ -98,11 +98,17 @@ type archiveCase struct {
 }
 
 // buildArchive writes an archive of n recordings to the fixture's key:
-// form "complete" (openssl-made PKCS#7 media in DER, BER and PEM, and
-// their headers in recording.json), "raw" (envelopd's header-only form:
+// form "complete" (openssl-made PKCS#7 media in DER, BER, PEM and, every
+// fourth, AES-GCM, and their headers in recording.json), "raw" (envelopd's header-only form:
 // raw ciphertext + recording.json) or "flat" (a lifecycle backup of
 // PKCS#7 media).
 func buildArchive(t *testing.T, f *cliFixture, form string, n int) *archiveCase {
+	t.Helper()
+	return buildArchiveTo(t, f, form, n, f.cert)
+}
+
+// buildArchiveTo is buildArchive to the certificate in cert.
+func buildArchiveTo(t *testing.T, f *cliFixture, form string, n int, cert string) *archiveCase {
 	t.Helper()
 	dir := t.TempDir()
 	ac := &archiveCase{plain: map[string][]byte{}}
@@ -123,28 +129,32 @@ func buildArchive(t *testing.T, f *cliFixture, form string, n int) *archiveCase 
 		switch form {
 		case "raw":
 			hdr := filepath.Join(dir, id+".pem")
-			ksMust(t, "encrypt", "-cert", f.cert, "-in", pt, "-out", enc, "-header", hdr)
+			ksMust(t, "encrypt", "-cert", cert, "-in", pt, "-out", enc, "-header", hdr)
 			b, _ := os.ReadFile(hdr)
 			hdrPEM = string(b)
 		default:
-			switch i % 3 {
+			switch i % 4 {
 			case 0:
-				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, f.cert)
+				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, cert)
 			case 1:
-				testenv.Run(t, f.openssl, "cms", "-encrypt", "-stream", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, f.cert)
+				testenv.Run(t, f.openssl, "cms", "-encrypt", "-stream", "-binary", "-aes256", "-outform", "DER", "-in", pt, "-out", enc, cert)
 			case 2:
-				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes128", "-outform", "PEM", "-in", pt, "-out", enc, f.cert)
+				testenv.Run(t, f.openssl, "smime", "-encrypt", "-binary", "-aes128", "-outform", "PEM", "-in", pt, "-out", enc, cert)
+			case 3: // AuthEnvelopedData: no header-only form, so no pkcs7 in recording.json
+				testenv.Run(t, f.openssl, "cms", "-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER", "-in", pt, "-out", enc, cert)
 			}
 			b, _ := os.ReadFile(enc)
 			r, err := envelope.NewReader(bytes.NewReader(b))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ho, err := r.HeaderOnly()
-			if err != nil {
-				t.Fatal(err)
+			if !r.Header().Authenticated {
+				ho, err := r.HeaderOnly()
+				if err != nil {
+					t.Fatal(err)
+				}
+				hdrPEM = headerPEM(ho)
 			}
-			hdrPEM = headerPEM(ho)
 		}
 		entries = append(entries, zipEntry{name: prefix + media, path: enc})
 		ac.plain[prefix+id+"_Voice_Rec.mp3"] = plain

@@ -25,6 +25,7 @@ import (
 	"github.com/envelopd/envelopd/backends/awskms"
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/envelope"
+	"github.com/envelopd/envelopd/internal/pki"
 	"github.com/envelopd/envelopd/internal/testenv"
 	"github.com/envelopd/envelopd/internal/testenv/daemontest"
 	"github.com/envelopd/envelopd/internal/testenv/kmstest"
@@ -60,7 +61,7 @@ func TestAWSKMSDaemonEndToEnd(t *testing.T) {
 
 	// KMS keys: one named by key id only, one with a certificate minted by
 	// a CA, one for the mixed tenant.
-	kb, err := awskms.Open(ctx, "kms", awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
+	kb, err := awskms.Open(ctx, backends.Instance{Name: "kms"}, awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +79,8 @@ func TestAWSKMSDaemonEndToEnd(t *testing.T) {
 	}
 	kmsOnly, kmsCert, kmsMixed := newKMSKey("tenant-kms"), newKMSKey("tenant-kmscert"), newKMSKey("tenant-mixed")
 	ca := testenv.NewCert(t, "recordings CA", &testenv.CertOptions{IsCA: true})
-	cert, err := awskms.IssueCertificate(kmsCert.Public(), ca.Cert, ca.Key, awskms.CertRequest{
-		Subject: pkix.Name{CommonName: "tenant kmscert"}, NotAfter: time.Now().AddDate(0, 3, 0)})
+	cert, err := pki.Issue(pki.CertRequest{
+		Subject: pkix.Name{CommonName: "tenant kmscert"}, Public: kmsCert.Public(), NotAfter: time.Now().AddDate(0, 3, 0)}, ca.Cert, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +241,9 @@ name = "bad"
 		awskmsOpen(t, env, envelope.Identity{Decrypter: filePriv, Certificate: fileCert}, msg)
 		awskmsOpen(t, env, kmsIdentity(kmsMixed), msg)
 		// And openssl, with the file key, as an independent reader.
-		if osl, err := exec.LookPath("openssl"); err == nil {
+		// (fails under ENVELOPD_REQUIRE_INTEGRATION=1 when openssl is missing).
+		t.Run("OpenSSL", func(t *testing.T) {
+			osl := testenv.OpenSSL(t)
 			envPath, keyPath, crtPath := filepath.Join(dir, "mixed.p7m"), filepath.Join(dir, "file.key"), filepath.Join(dir, "file.crt")
 			os.WriteFile(envPath, env, 0o600)
 			p8, err := x509.MarshalPKCS8PrivateKey(filePriv)
@@ -256,7 +259,7 @@ name = "bad"
 			if err != nil || !bytes.Equal(got, msg) {
 				t.Errorf("openssl cms -decrypt with the file key: %v (%d bytes): %s", err, len(got), stderr.String())
 			}
-		}
+		})
 	})
 }
 

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -188,6 +190,17 @@ func runArchiveOp(ctx context.Context, env *cliEnv, op recording.Op, args []stri
 		bar = progress.New(env.stderr, progress.Options{Description: op.String(), Items: int64(len(a.Recordings)), Bytes: a.Size, Quiet: *quiet})
 		job.Progress = bar.Add
 	}
+	// Except for list (a table), reports are streamed: memory does not
+	// grow with the number of recordings.
+	var js *jsonItems
+	if op != recording.List {
+		if *jsonOut {
+			js = &jsonItems{w: env.stdout}
+			job.OnItem = js.add
+		} else {
+			job.OnItem = func(recording.RecordingReport) {}
+		}
+	}
 	start := time.Now()
 	rep, runErr := a.Run(ctx, job)
 	bar.Finish()
@@ -199,13 +212,18 @@ func runArchiveOp(ctx context.Context, env *cliEnv, op recording.Op, args []stri
 			return fmt.Errorf("cannot finish the output %s: %w", *out, err)
 		}
 	}
-	if *jsonOut {
+	switch {
+	case js != nil:
+		if err := js.finish(rep); err != nil {
+			return err
+		}
+	case *jsonOut:
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
 			return err
 		}
-	} else if op == recording.List {
+	case op == recording.List:
 		printArchiveList(env, rep, keys != nil)
 	}
 	if !*quiet || rep.Failed > 0 {
@@ -215,9 +233,60 @@ func runArchiveOp(ctx context.Context, env *cliEnv, op recording.Op, args []stri
 		return runErr
 	}
 	if rep.Failed > 0 {
-		return fmt.Errorf("%s: %d of %d recordings failed (listed above)", name, rep.Failed, len(rep.Items))
+		return fmt.Errorf("%s: %d of %d recordings failed (listed above)", name, rep.Failed, rep.OK+rep.Failed+rep.Skipped)
 	}
 	return nil
+}
+
+// jsonItems writes a report as JSON while the recordings are processed:
+// {"items": [one item a line, ...], "archive": ..., "ok": ..., ...}.
+type jsonItems struct {
+	w   io.Writer
+	n   int
+	err error
+}
+
+func (j *jsonItems) add(it recording.RecordingReport) {
+	b, err := json.Marshal(it)
+	if err != nil {
+		j.err = err
+		return
+	}
+	sep := ",\n  "
+	if j.n == 0 {
+		sep = "{\"items\": [\n  "
+	}
+	j.n++
+	if _, err := fmt.Fprintf(j.w, "%s%s", sep, b); err != nil && j.err == nil {
+		j.err = err
+	}
+}
+
+func (j *jsonItems) finish(rep *recording.Report) error {
+	if j.err != nil {
+		return j.err
+	}
+	r := *rep
+	r.Items = nil
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	// b is {"archive":...,"items":null}: drop the items member.
+	b = bytes.Replace(b, []byte(`,"items":null`), nil, 1)
+	head := "{\"items\": [],\n"
+	if j.n > 0 {
+		head = "\n],\n"
+	}
+	_, err = fmt.Fprintf(j.w, "%s%s\n", head, b[1:])
+	return err
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // same reports whether a and b name the same file.
@@ -270,8 +339,8 @@ func printArchiveSummary(env *cliEnv, rep *recording.Report, d time.Duration, qu
 		if secs > 0 && rep.Operation != "list" {
 			rate = fmt.Sprintf(", %.1f recordings/s, %.1f MB/s", float64(rep.OK)/secs, float64(rep.Bytes)/1e6/secs)
 		}
-		fmt.Fprintf(w, "envelopd: archive %s: %d recordings: %d ok, %d skipped, %d failed (%.1f MB in %.1f s%s)\n",
-			rep.Operation, len(rep.Items), rep.OK, rep.Skipped, rep.Failed, float64(rep.Bytes)/1e6, secs, rate)
+		fmt.Fprintf(w, "envelopd: archive %s: %s: %d ok, %d skipped, %d failed (%.1f MB in %.1f s%s)\n",
+			rep.Operation, plural(rep.OK+rep.Failed+rep.Skipped, "recording"), rep.OK, rep.Skipped, rep.Failed, float64(rep.Bytes)/1e6, secs, rate)
 	}
 	for _, f := range rep.Failures() {
 		fmt.Fprintf(w, "  FAILED %s\n", oneLine(f))

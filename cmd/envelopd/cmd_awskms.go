@@ -51,15 +51,19 @@ func runAWSKMS(ctx context.Context, env *cliEnv, args []string) error {
 // kmsFlags are the connection flags every subcommand takes.
 type kmsFlags struct {
 	region, endpoint, profile string
+	timeout                   time.Duration
 }
 
 func (f *kmsFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.region, "region", "", "AWS region (default $AWS_REGION, then $AWS_DEFAULT_REGION)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "KMS endpoint URL (VPC endpoint; https, or http on loopback)")
 	fs.StringVar(&f.profile, "profile", "", "shared config profile for credentials")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
 }
 
-func (f *kmsFlags) open(ctx context.Context, env *cliEnv) (*awskms.Backend, error) {
+func (f *kmsFlags) limit() time.Duration { return f.timeout }
+
+func (f *kmsFlags) open(ctx context.Context, env *cliEnv, _ string) (*awskms.Backend, error) {
 	region := f.region
 	for _, v := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
 		if region == "" {
@@ -69,7 +73,7 @@ func (f *kmsFlags) open(ctx context.Context, env *cliEnv) (*awskms.Backend, erro
 	if region == "" {
 		return nil, errors.New("awskms: no region: give -region or set AWS_REGION")
 	}
-	return awskms.Open(ctx, "awskms", awskms.Options{Region: region, Endpoint: f.endpoint, Profile: f.profile})
+	return awskms.Open(ctx, backends.Instance{}, awskms.Options{Region: region, Endpoint: f.endpoint, Profile: f.profile})
 }
 
 func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {
@@ -86,23 +90,17 @@ func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := kf.open(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: *alias, Bits: bits, Padding: backends.OAEPSHA256})
-	if err != nil {
-		return err
-	}
-	k, err := b.Key(ctx, info.ID)
-	if err != nil {
-		return fmt.Errorf("key %s was created but cannot be read back: %w", info.ID, err)
-	}
-	if err := printKey(env.stdout, info.Ref, k.(*awskms.Key)); err != nil {
-		return err
-	}
-	return writePublic(env, *out, k.Public())
+	return withBackend(ctx, env, "create", &kf, func(ctx context.Context, b *awskms.Backend) error {
+		info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: *alias, Bits: bits, Padding: backends.OAEPSHA256})
+		if err != nil {
+			return err
+		}
+		k, err := b.Key(ctx, info.ID)
+		if err != nil {
+			return fmt.Errorf("key %s was created but cannot be read back: %w", info.ID, err)
+		}
+		return showKey(env, info.Ref, k, *out)
+	})
 }
 
 func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
@@ -117,19 +115,13 @@ func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
 	if *ref == "" {
 		return errors.New("awskms describe: -key is required")
 	}
-	b, err := kf.open(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	k, err := b.Key(ctx, *ref)
-	if err != nil {
-		return err
-	}
-	if err := printKey(env.stdout, *ref, k.(*awskms.Key)); err != nil {
-		return err
-	}
-	return writePublic(env, *out, k.Public())
+	return withBackend(ctx, env, "describe", &kf, func(ctx context.Context, b *awskms.Backend) error {
+		k, err := b.Key(ctx, *ref)
+		if err != nil {
+			return err
+		}
+		return showKey(env, *ref, k, *out)
+	})
 }
 
 func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
@@ -156,7 +148,7 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	case *days < 1 || *days > 36500:
 		return fmt.Errorf("awskms certificate: -days %d out of range 1..36500", *days)
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("awskms certificate: -subject: %w", err)
 	}
@@ -168,23 +160,17 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("ca key: %w", err)
 	}
-	b, err := kf.open(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	k, err := b.Key(ctx, *ref)
-	if err != nil {
-		return err
-	}
-	cert, err := awskms.IssueCertificate(k.Public(), cas[0], signer, awskms.CertRequest{
-		Subject:  name,
-		NotAfter: time.Now().AddDate(0, 0, *days),
+	return withBackend(ctx, env, "certificate", &kf, func(ctx context.Context, b *awskms.Backend) error {
+		k, err := b.Key(ctx, *ref)
+		if err != nil {
+			return err
+		}
+		cert, err := pki.Issue(pki.CertRequest{Subject: name, Public: k.Public(), NotAfter: pki.ValidFor(*days)}, cas[0], signer)
+		if err != nil {
+			return err
+		}
+		return writePEM(env, *out, "CERTIFICATE", cert.Raw)
 	})
-	if err != nil {
-		return err
-	}
-	return writePEM(env, *out, "CERTIFICATE", cert.Raw)
 }
 
 func specBits(spec string) (int, error) {
@@ -211,10 +197,14 @@ func printKey(w io.Writer, ref string, k *awskms.Key) error {
 	return err
 }
 
-// writePublic writes pub to path if -out was given.
-func writePublic(env *cliEnv, path string, pub any) error {
-	if path == "" {
+// showKey prints k (see printKey) and writes its public key to out (PEM)
+// if -out was given.
+func showKey(env *cliEnv, ref string, k backends.Key, out string) error {
+	if err := printKey(env.stdout, ref, k.(*awskms.Key)); err != nil {
+		return err
+	}
+	if out == "" {
 		return nil
 	}
-	return writePublicKeyPEM(env, path, pub)
+	return writePublicKeyPEM(env, out, k.Public())
 }

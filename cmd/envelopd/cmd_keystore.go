@@ -4,10 +4,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -90,6 +88,15 @@ func (f *ksFlags) parse(args []string) error {
 		return errUsage
 	}
 	return nil
+}
+
+// limit: keystore subcommands work on a local file and take no -timeout
+// (a change waits at most 30 s for another writer's lock).
+func (f *ksFlags) limit() time.Duration { return 0 }
+
+// open opens the -keystore with the -pass password.
+func (f *ksFlags) open(ctx context.Context, env *cliEnv, _ string) (*file.Keystore, error) {
+	return openKeystore(ctx, env, f.keystore, f.pass)
 }
 
 // keystorePassword resolves -pass, or $ENVELOPD_KEYSTORE_PASSWORD when empty.
@@ -195,19 +202,16 @@ func ksImport(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		entries = []file.ImportEntry{e}
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	imported, err := ks.ImportAll(ctx, entries)
-	if err != nil {
-		return err
-	}
-	for _, e := range imported {
-		fmt.Fprintf(env.stdout, "imported %q: %s\n", e.Alias, describeEntry(e))
-	}
-	return nil
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		imported, err := ks.ImportAll(ctx, entries)
+		if err != nil {
+			return err
+		}
+		for _, e := range imported {
+			fmt.Fprintf(env.stdout, "imported %q: %s\n", e.Alias, describeEntry(e))
+		}
+		return nil
+	})
 }
 
 // importCertificate is "import -alias A -cert SIGNED.pem" without -key:
@@ -217,15 +221,12 @@ func importCertificate(ctx context.Context, env *cliEnv, f *ksFlags, alias, cert
 	if err != nil {
 		return err
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	if _, err := ks.Entry(alias); err != nil {
-		return fmt.Errorf("import -cert without -key adds a certificate to an existing entry, and keystore %s has no entry %q (see envelopd keystore list); to import a new key, give -key KEY.pem as well", f.keystore, alias)
-	}
-	return setCertificate(ctx, env, ks, alias, certPath, certs, false)
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		if _, err := ks.Entry(alias); err != nil {
+			return fmt.Errorf("import -cert without -key adds a certificate to an existing entry, and keystore %s has no entry %q (see envelopd keystore list); to import a new key, give -key KEY.pem as well", f.keystore, alias)
+		}
+		return setCertificate(ctx, env, ks, alias, certPath, certs, false)
+	})
 }
 
 func readPEMEntry(alias, keyPath, keyPass, certPath, chainPath string) (file.ImportEntry, error) {
@@ -323,61 +324,46 @@ func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
 	if *days < 1 {
 		return fmt.Errorf("-days must be at least 1")
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("-subject: %w", err)
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	var csrOut *output
-	if *csrPath != "" {
-		if csrOut, err = createOut(env, *csrPath, 0o644); err != nil {
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		var csrOut *output
+		if *csrPath != "" {
+			if csrOut, err = createOut(env, *csrPath, 0o644); err != nil {
+				return err
+			}
+			defer csrOut.abort()
+		}
+		e, err := ks.Generate(ctx, *alias, *bits, func(k *rsa.PrivateKey) ([]*x509.Certificate, error) {
+			cert, err := pki.SelfSign(pki.CertRequest{Subject: name, Public: &k.PublicKey, NotAfter: pki.ValidFor(*days)}, k)
+			if err != nil {
+				return nil, err
+			}
+			if csrOut != nil {
+				der, err := pki.NewCSR(name, k)
+				if err != nil {
+					return nil, err
+				}
+				if err := pem.Encode(csrOut, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}); err != nil {
+					return nil, fmt.Errorf("writing the CSR: %v", err)
+				}
+			}
+			return []*x509.Certificate{cert}, nil
+		})
+		if err != nil {
 			return err
 		}
-		defer csrOut.abort()
-	}
-	e, err := ks.Generate(ctx, *alias, *bits, func(k *rsa.PrivateKey) ([]*x509.Certificate, error) {
-		cert, err := selfSigned(k, name, *days)
-		if err != nil {
-			return nil, err
-		}
+		fmt.Fprintf(env.stdout, "generated %q: %s\n", e.Alias, describeEntry(e))
 		if csrOut != nil {
-			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: name, SignatureAlgorithm: x509.SHA256WithRSA}, k)
-			if err != nil {
-				return nil, fmt.Errorf("creating the CSR: %v", err)
+			if err := csrOut.commit(); err != nil {
+				return fmt.Errorf("the key %q was stored, but the CSR was not written: %w", e.Alias, err)
 			}
-			if err := pem.Encode(csrOut, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}); err != nil {
-				return nil, fmt.Errorf("writing the CSR: %v", err)
-			}
+			fmt.Fprintf(env.stdout, "wrote CSR %s\n", *csrPath)
 		}
-		return []*x509.Certificate{cert}, nil
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "generated %q: %s\n", e.Alias, describeEntry(e))
-	if csrOut != nil {
-		if err := csrOut.commit(); err != nil {
-			return fmt.Errorf("the key %q was stored, but the CSR was not written: %w", e.Alias, err)
-		}
-		fmt.Fprintf(env.stdout, "wrote CSR %s\n", *csrPath)
-	}
-	return nil
-}
-
-func selfSigned(k *rsa.PrivateKey, name pkix.Name, days int) (*x509.Certificate, error) {
-	tmpl, err := selfSignedTemplate(name, &k.PublicKey, days)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		return nil, fmt.Errorf("creating the certificate: %v", err)
-	}
-	return x509.ParseCertificate(der)
 }
 
 // entryJSON is one entry of list -json. The top-level certificate fields
@@ -451,49 +437,46 @@ func ksList(ctx context.Context, env *cliEnv, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	now := time.Now()
-	es := ks.Entries()
-	if *asJSON {
-		out := make([]entryJSON, len(es))
-		for i, e := range es {
-			out[i] = toJSON(e, now)
-		}
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	// One line per certificate: the current one (used to encrypt) first,
-	// then the others, which still name the key for decryption.
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALIAS\tSTATE\tCERTIFICATE\tSUBJECT\tISSUER\tSERIAL\tNOT AFTER")
-	for _, e := range es {
-		j := toJSON(e, now)
-		state := j.State
-		if j.Expired {
-			state += " (expired)"
-		}
-		if len(j.Certificates) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\tnone\t-\t-\t-\t-\n", e.Alias, state)
-			continue
-		}
-		for i, c := range j.Certificates {
-			role := "current"
-			if i > 0 {
-				role, state = "other", ""
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		now := time.Now()
+		es := ks.Entries()
+		if *asJSON {
+			out := make([]entryJSON, len(es))
+			for i, e := range es {
+				out[i] = toJSON(e, now)
 			}
-			na := c.NotAfter.Format(time.DateOnly)
-			if i > 0 && c.Expired {
-				na += " (expired)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Alias, dash(state), role, c.Subject, c.Issuer, serialHex(e.Chains[i][0].SerialNumber.Bytes()), na)
+			enc := json.NewEncoder(env.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(out)
 		}
-	}
-	return tw.Flush()
+		// One line per certificate: the current one (used to encrypt) first,
+		// then the others, which still name the key for decryption.
+		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ALIAS\tSTATE\tCERTIFICATE\tSUBJECT\tISSUER\tSERIAL\tNOT AFTER")
+		for _, e := range es {
+			j := toJSON(e, now)
+			state := j.State
+			if j.Expired {
+				state += " (expired)"
+			}
+			if len(j.Certificates) == 0 {
+				fmt.Fprintf(tw, "%s\t%s\tnone\t-\t-\t-\t-\n", e.Alias, state)
+				continue
+			}
+			for i, c := range j.Certificates {
+				role := "current"
+				if i > 0 {
+					role, state = "other", ""
+				}
+				na := c.NotAfter.Format(time.DateOnly)
+				if i > 0 && c.Expired {
+					na += " (expired)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Alias, dash(state), role, c.Subject, c.Issuer, serialHex(e.Chains[i][0].SerialNumber.Bytes()), na)
+			}
+		}
+		return tw.Flush()
+	})
 }
 
 func dash(s string) string {
@@ -515,27 +498,24 @@ func ksExportCert(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintln(env.stderr, "envelopd keystore export-cert: -alias is required")
 		return errUsage
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	e, err := ks.Entry(*alias)
-	if err != nil {
-		return err
-	}
-	certs := e.Chain
-	if len(certs) == 0 {
-		return fmt.Errorf("entry %q has no certificate", *alias)
-	}
-	if !*chain {
-		certs = certs[:1]
-	}
-	ders := make([][]byte, len(certs))
-	for i, c := range certs {
-		ders[i] = c.Raw
-	}
-	return writePEM(env, *outPath, "CERTIFICATE", ders...)
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		e, err := ks.Entry(*alias)
+		if err != nil {
+			return err
+		}
+		certs := e.Chain
+		if len(certs) == 0 {
+			return fmt.Errorf("entry %q has no certificate", *alias)
+		}
+		if !*chain {
+			certs = certs[:1]
+		}
+		ders := make([][]byte, len(certs))
+		for i, c := range certs {
+			ders[i] = c.Raw
+		}
+		return writePEM(env, *outPath, "CERTIFICATE", ders...)
+	})
 }
 
 func ksRetire(ctx context.Context, env *cliEnv, args []string) error {
@@ -548,16 +528,13 @@ func ksRetire(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintln(env.stderr, "envelopd keystore retire: -alias is required")
 		return errUsage
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	if _, err := ks.Retire(ctx, *alias); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "retired %q: it still decrypts, but is no longer used to encrypt\n", *alias)
-	return nil
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		if _, err := ks.Retire(ctx, *alias); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "retired %q: it still decrypts, but is no longer used to encrypt\n", *alias)
+		return nil
+	})
 }
 
 func ksDelete(ctx context.Context, env *cliEnv, args []string) error {
@@ -574,16 +551,13 @@ func ksDelete(ctx context.Context, env *cliEnv, args []string) error {
 	if !*force {
 		return fmt.Errorf("refusing to delete %q without -force: recordings encrypted only to this key become unreadable (consider \"envelopd keystore retire\")", *alias)
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	if err := ks.Delete(ctx, *alias); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "deleted %q\n", *alias)
-	return nil
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		if err := ks.Delete(ctx, *alias); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "deleted %q\n", *alias)
+		return nil
+	})
 }
 
 var _ io.Writer = (*output)(nil)

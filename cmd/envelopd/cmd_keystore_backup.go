@@ -35,12 +35,9 @@ func ksSetCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	return setCertificate(ctx, env, ks, *alias, *certPath, certs, *keep)
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		return setCertificate(ctx, env, ks, *alias, *certPath, certs, *keep)
+	})
 }
 
 // loadCertChain reads -cert (and -chain) files.
@@ -161,27 +158,24 @@ func ksExport(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("-out-pass: %w", err)
 	}
 	defer clear(pw)
-	ks, err := openKeystore(ctx, env, f.keystore, f.pass)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	e, err := ks.Entry(*alias)
-	if err != nil {
-		return fmt.Errorf("%w (see envelopd keystore list -keystore %s)", err, f.keystore)
-	}
-	data, err := ks.ExportPKCS12(*alias, pw)
-	if err != nil {
-		return err
-	}
-	defer clear(data)
-	if err := writeOutput(env, *outPath, 0o600, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	}); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "wrote %s: the key of %q and its %d certificate(s), PKCS#12 with AES-256-CBC and PBKDF2-HMAC-SHA-256; restore with: envelopd keystore import -keystore KEYSTORE -from %s -from-pass SPEC -alias %s\n",
-		*outPath, *alias, len(e.Certificates()), *outPath, *alias)
-	return nil
+	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
+		e, err := ks.Entry(*alias)
+		if err != nil {
+			return fmt.Errorf("%w (see envelopd keystore list -keystore %s)", err, f.keystore)
+		}
+		data, err := ks.ExportPKCS12(*alias, pw)
+		if err != nil {
+			return err
+		}
+		defer clear(data)
+		if err := writeOutput(env, *outPath, 0o600, func(w io.Writer) error {
+			_, err := w.Write(data)
+			return err
+		}); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "wrote %s: the key of %q and its %d certificate(s), PKCS#12 with AES-256-CBC and PBKDF2-HMAC-SHA-256; restore with: envelopd keystore import -keystore KEYSTORE -from %s -from-pass SPEC -alias %s\n",
+			*outPath, *alias, len(e.Certificates()), *outPath, *alias)
+		return nil
+	})
 }

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package main
 
 // envelopd pkcs11 list|generate|import: prepare a PKCS#11 token (an HSM,
@@ -5,7 +7,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
@@ -71,7 +72,9 @@ func (f *pkcs11Flags) add(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "overall time limit")
 }
 
-func (f *pkcs11Flags) open(ctx context.Context, cmd string) (*pkcs11.Backend, error) {
+func (f *pkcs11Flags) limit() time.Duration { return f.timeout }
+
+func (f *pkcs11Flags) open(ctx context.Context, _ *cliEnv, cmd string) (*pkcs11.Backend, error) {
 	switch {
 	case f.module == "":
 		return nil, fmt.Errorf("pkcs11 %s: -module is required (the PKCS#11 library, e.g. %s)", cmd, softHSMModule)
@@ -80,7 +83,7 @@ func (f *pkcs11Flags) open(ctx context.Context, cmd string) (*pkcs11.Backend, er
 	case f.token != "" && f.serial != "":
 		return nil, fmt.Errorf("pkcs11 %s: give -token or -serial, not both", cmd)
 	}
-	return pkcs11.Open(ctx, "", pkcs11.Options{Module: f.module, TokenLabel: f.token, TokenSerial: f.serial, PIN: f.pin, MaxSessions: 2})
+	return pkcs11.Open(ctx, backends.Instance{}, pkcs11.Options{Module: f.module, TokenLabel: f.token, TokenSerial: f.serial, PIN: f.pin, MaxSessions: 2})
 }
 
 func pkcs11List(ctx context.Context, env *cliEnv, args []string) error {
@@ -90,38 +93,33 @@ func pkcs11List(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	b, err := f.open(ctx, "list")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	keys, err := b.ListKeys(ctx)
-	if err != nil {
-		return err
-	}
-	caps := b.Capabilities()
-	paddings := make([]string, len(caps.Paddings))
-	for i, p := range caps.Paddings {
-		paddings[i] = p.String()
-	}
-	label, serial := b.TokenInfo()
-	fmt.Fprintf(env.stdout, "token %q (serial %s): %d RSA key(s); unwraps %s\n", label, serial, len(keys), strings.Join(paddings, ", "))
-	if len(keys) == 0 {
-		return nil
-	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BITS\tCERTIFICATE\tNOT AFTER\tREFERENCE")
-	for _, k := range keys {
-		subject, notAfter := "-", "-"
-		if len(k.Chain) > 0 {
-			subject = k.Chain[0].Subject.String()
-			notAfter = k.Chain[0].NotAfter.UTC().Format(time.DateOnly)
+	return withBackend(ctx, env, "list", &f, func(ctx context.Context, b *pkcs11.Backend) error {
+		keys, err := b.ListKeys(ctx)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", k.Public.N.BitLen(), subject, notAfter, k.Ref)
-	}
-	return tw.Flush()
+		caps := b.Capabilities()
+		paddings := make([]string, len(caps.Paddings))
+		for i, p := range caps.Paddings {
+			paddings[i] = p.String()
+		}
+		label, serial := b.TokenInfo()
+		fmt.Fprintf(env.stdout, "token %q (serial %s): %d RSA key(s); unwraps %s\n", label, serial, len(keys), strings.Join(paddings, ", "))
+		if len(keys) == 0 {
+			return nil
+		}
+		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BITS\tCERTIFICATE\tNOT AFTER\tREFERENCE")
+		for _, k := range keys {
+			subject, notAfter := "-", "-"
+			if len(k.Chain) > 0 {
+				subject = k.Chain[0].Subject.String()
+				notAfter = k.Chain[0].NotAfter.UTC().Format(time.DateOnly)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", k.Public.N.BitLen(), subject, notAfter, k.Ref)
+		}
+		return tw.Flush()
+	})
 }
 
 func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
@@ -148,70 +146,57 @@ func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
 	if *bits != 2048 && *bits != 3072 && *bits != 4096 {
 		return fmt.Errorf("pkcs11 generate: -bits %d: use 2048, 3072 or 4096", *bits)
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("pkcs11 generate: -subject: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	b, err := f.open(ctx, "generate")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: *label, Bits: *bits})
-	if err != nil {
-		return err
-	}
-	// From here on a failure removes the half-made key again.
-	fail := func(err error) error {
-		if derr := b.DeleteKey(context.WithoutCancel(ctx), info.Ref); derr != nil {
-			return fmt.Errorf("%w (and removing the new key failed: %v)", err, derr)
-		}
-		return err
-	}
-	signer, err := b.Signer(ctx, info.Ref)
-	if err != nil {
-		return fail(err)
-	}
-	tmpl, err := selfSignedTemplate(name, info.Public, *days)
-	if err != nil {
-		return fail(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, info.Public, signer)
-	if err != nil {
-		return fail(fmt.Errorf("pkcs11 generate: signing the certificate on the token: %w", err))
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return fail(err)
-	}
-	if err := b.StoreCertificates(ctx, info.Ref, []*x509.Certificate{cert}); err != nil {
-		return fail(err)
-	}
-	var csr []byte
-	if *csrPath != "" {
-		csr, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: name, SignatureAlgorithm: x509.SHA256WithRSA}, signer)
+	return withBackend(ctx, env, "generate", &f, func(ctx context.Context, b *pkcs11.Backend) error {
+		info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: *label, Bits: *bits})
 		if err != nil {
-			return fail(fmt.Errorf("pkcs11 generate: signing the CSR on the token: %w", err))
+			return err
 		}
-	}
-	fmt.Fprintf(env.stdout, "generated a %d-bit RSA key on the token with a self-signed certificate (%s, until %s)\nreference: %s\n",
-		*bits, cert.Subject, cert.NotAfter.UTC().Format(time.DateOnly), info.Ref)
-	// The key is made and stored; output files that fail now do not undo it.
-	if *certOut != "" {
-		if err := writePEM(env, *certOut, "CERTIFICATE", der); err != nil {
-			return fmt.Errorf("the key was generated, but the certificate was not written: %w", err)
+		// From here on a failure removes the half-made key again.
+		fail := func(err error) error {
+			if derr := b.DeleteKey(context.WithoutCancel(ctx), info.Ref); derr != nil {
+				return fmt.Errorf("%w (and removing the new key failed: %v)", err, derr)
+			}
+			return err
 		}
-		fmt.Fprintf(env.stdout, "wrote certificate %s\n", *certOut)
-	}
-	if *csrPath != "" {
-		if err := writePEM(env, *csrPath, "CERTIFICATE REQUEST", csr); err != nil {
-			return fmt.Errorf("the key was generated, but the CSR was not written: %w", err)
+		signer, err := b.Signer(ctx, info.Ref)
+		if err != nil {
+			return fail(err)
 		}
-		fmt.Fprintf(env.stdout, "wrote CSR %s; store the signed certificate with: envelopd pkcs11 import -label %s -cert FILE\n", *csrPath, *label)
-	}
-	return nil
+		cert, err := pki.SelfSign(pki.CertRequest{Subject: name, Public: info.Public, NotAfter: pki.ValidFor(*days)}, signer)
+		if err != nil {
+			return fail(fmt.Errorf("pkcs11 generate: signing the certificate on the token: %w", err))
+		}
+		if err := b.StoreCertificates(ctx, info.Ref, []*x509.Certificate{cert}); err != nil {
+			return fail(err)
+		}
+		var csr []byte
+		if *csrPath != "" {
+			csr, err = pki.NewCSR(name, signer)
+			if err != nil {
+				return fail(fmt.Errorf("pkcs11 generate: signing the CSR on the token: %w", err))
+			}
+		}
+		fmt.Fprintf(env.stdout, "generated a %d-bit RSA key on the token with a self-signed certificate (%s, until %s)\nreference: %s\n",
+			*bits, cert.Subject, cert.NotAfter.UTC().Format(time.DateOnly), info.Ref)
+		// The key is made and stored; output files that fail now do not undo it.
+		if *certOut != "" {
+			if err := writePEM(env, *certOut, "CERTIFICATE", cert.Raw); err != nil {
+				return fmt.Errorf("the key was generated, but the certificate was not written: %w", err)
+			}
+			fmt.Fprintf(env.stdout, "wrote certificate %s\n", *certOut)
+		}
+		if *csrPath != "" {
+			if err := writePEM(env, *csrPath, "CERTIFICATE REQUEST", csr); err != nil {
+				return fmt.Errorf("the key was generated, but the CSR was not written: %w", err)
+			}
+			fmt.Fprintf(env.stdout, "wrote CSR %s; store the signed certificate with: envelopd pkcs11 import -label %s -cert FILE\n", *csrPath, *label)
+		}
+		return nil
+	})
 }
 
 func pkcs11Import(ctx context.Context, env *cliEnv, args []string) error {
@@ -249,26 +234,21 @@ func pkcs11Import(ctx context.Context, env *cliEnv, args []string) error {
 			return fmt.Errorf("pkcs11 import: %s and %s: %w", *keyPath, *certPath, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	b, err := f.open(ctx, "import")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	if key == nil {
-		if err := b.StoreCertificates(ctx, *label, chain); err != nil {
+	return withBackend(ctx, env, "import", &f, func(ctx context.Context, b *pkcs11.Backend) error {
+		if key == nil {
+			if err := b.StoreCertificates(ctx, *label, chain); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "stored %d certificate(s) with key %q (leaf %s)\n", len(chain), *label, chain[0].Subject)
+			return nil
+		}
+		info, err := b.ImportKey(ctx, backends.ImportRequest{Name: *label, Key: key, Chain: chain})
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "stored %d certificate(s) with key %q (leaf %s)\n", len(chain), *label, chain[0].Subject)
+		fmt.Fprintf(env.stdout, "imported the %d-bit RSA key and %d certificate(s) onto the token (sensitive, not extractable)\nreference: %s\n",
+			key.N.BitLen(), len(chain), info.Ref)
+		fmt.Fprintf(env.stderr, "the token now holds the key: keep %s only as an offline backup, or destroy it\n", *keyPath)
 		return nil
-	}
-	info, err := b.ImportKey(ctx, backends.ImportRequest{Name: *label, Key: key, Chain: chain})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "imported the %d-bit RSA key and %d certificate(s) onto the token (sensitive, not extractable)\nreference: %s\n",
-		key.N.BitLen(), len(chain), info.Ref)
-	fmt.Fprintf(env.stderr, "the token now holds the key: keep %s only as an offline backup, or destroy it\n", *keyPath)
-	return nil
+	})
 }

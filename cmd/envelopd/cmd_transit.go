@@ -64,7 +64,9 @@ func (f *transitFlags) add(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
 }
 
-func (f *transitFlags) open(ctx context.Context, cmd string) (*transit.Backend, error) {
+func (f *transitFlags) limit() time.Duration { return f.timeout }
+
+func (f *transitFlags) open(ctx context.Context, _ *cliEnv, cmd string) (*transit.Backend, error) {
 	switch {
 	case f.address == "":
 		return nil, fmt.Errorf("transit %s: -address is required", cmd)
@@ -73,7 +75,7 @@ func (f *transitFlags) open(ctx context.Context, cmd string) (*transit.Backend, 
 	case f.name == "":
 		return nil, fmt.Errorf("transit %s: -name is required", cmd)
 	}
-	return transit.Open(ctx, "transit", transit.Options{
+	return transit.Open(ctx, backends.Instance{}, transit.Options{
 		Address: f.address, Token: f.token, Mount: f.mount, Namespace: f.namespace,
 		CACert: f.caCert, TLSServerName: f.serverName,
 	})
@@ -88,19 +90,14 @@ func transitGenerate(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	b, err := f.open(ctx, "generate")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: f.name, Bits: *bits})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stderr, "created transit key %s version %s (rsa-%d); reference it as %q\n", info.ID, info.Version, *bits, info.Ref)
-	return writePublicKeyPEM(env, *out, info.Public)
+	return withBackend(ctx, env, "generate", &f, func(ctx context.Context, b *transit.Backend) error {
+		info, err := b.GenerateKey(ctx, backends.GenerateRequest{Name: f.name, Bits: *bits})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stderr, "created transit key %s version %s (rsa-%d); reference it as %q\n", info.ID, info.Version, *bits, info.Ref)
+		return writePublicKeyPEM(env, *out, info.Public)
+	})
 }
 
 func transitImport(ctx context.Context, env *cliEnv, args []string) error {
@@ -126,19 +123,14 @@ func transitImport(ctx context.Context, env *cliEnv, args []string) error {
 			return fmt.Errorf("transit import: %w", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	b, err := f.open(ctx, "import")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	info, err := b.ImportKey(ctx, backends.ImportRequest{Name: f.name, Key: key, Chain: chain})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "imported transit key %s version %s; reference it as %q\n", info.ID, info.Version, info.Ref)
-	return nil
+	return withBackend(ctx, env, "import", &f, func(ctx context.Context, b *transit.Backend) error {
+		info, err := b.ImportKey(ctx, backends.ImportRequest{Name: f.name, Key: key, Chain: chain})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "imported transit key %s version %s; reference it as %q\n", info.ID, info.Version, info.Ref)
+		return nil
+	})
 }
 
 func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
@@ -153,24 +145,19 @@ func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
 	if *subject == "" {
 		return errors.New("transit csr: -subject is required")
 	}
-	name, err := parseDN(*subject)
+	name, err := pki.ParseDN(*subject)
 	if err != nil {
 		return fmt.Errorf("transit csr: -subject: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	b, err := f.open(ctx, "csr")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	csr, err := b.CSR(ctx, f.name, &x509.CertificateRequest{Subject: name})
-	if err != nil {
-		return err
-	}
-	return writeOutput(env, *out, 0o644, func(w io.Writer) error {
-		_, err := w.Write(csr)
-		return err
+	return withBackend(ctx, env, "csr", &f, func(ctx context.Context, b *transit.Backend) error {
+		csr, err := b.CSR(ctx, f.name, &x509.CertificateRequest{Subject: name})
+		if err != nil {
+			return err
+		}
+		return writeOutput(env, *out, 0o644, func(w io.Writer) error {
+			_, err := w.Write(csr)
+			return err
+		})
 	})
 }
 
@@ -189,16 +176,11 @@ func transitSetCertificate(ctx context.Context, env *cliEnv, args []string) erro
 	if err != nil {
 		return fmt.Errorf("transit set-certificate: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	b, err := f.open(ctx, "set-certificate")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	if err := b.SetCertificate(ctx, f.name, chain); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "stored a chain of %d certificate(s) with %s (leaf %s)\n", len(chain), f.name, chain[0].Subject)
-	return nil
+	return withBackend(ctx, env, "set-certificate", &f, func(ctx context.Context, b *transit.Backend) error {
+		if err := b.SetCertificate(ctx, f.name, chain); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "stored a chain of %d certificate(s) with %s (leaf %s)\n", len(chain), f.name, chain[0].Subject)
+		return nil
+	})
 }

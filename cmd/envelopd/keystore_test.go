@@ -3,16 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/envelopd/envelopd/backends/file"
 	"github.com/envelopd/envelopd/envelope"
+	"github.com/envelopd/envelopd/internal/pki"
 	"github.com/envelopd/envelopd/internal/testenv"
 )
 
@@ -220,11 +222,23 @@ func TestKeystoreCLI(t *testing.T) {
 	if !strings.Contains(out, `generated "gen"`) {
 		t.Errorf("generate: %s", out)
 	}
-	if osl, err := exec.LookPath("openssl"); err == nil {
+	// openssl, as an independent reader of the CSR (fails under
+	// ENVELOPD_REQUIRE_INTEGRATION=1 when openssl is missing).
+	t.Run("OpenSSLReadsCSR", func(t *testing.T) {
+		osl := testenv.OpenSSL(t)
 		subj := testenv.Run(t, osl, "req", "-in", csr, "-noout", "-verify", "-subject")
 		if !strings.Contains(string(subj), "CN = recordings 2025") || !strings.Contains(string(subj), `O = "Example, Inc."`) {
 			t.Errorf("CSR subject: %s", subj)
 		}
+	})
+	// The self-signed certificate has the recipient profile of internal/pki.
+	genCert := filepath.Join(dir, "gen.crt")
+	ksMust(t, "keystore", "export-cert", "-keystore", ks, "-alias", "gen", "-out", genCert)
+	if certs, err := pki.LoadCertificates(genCert); err != nil {
+		t.Error(err)
+	} else if c := certs[0]; c.KeyUsage != pki.RecipientKeyUsage || !bytes.Equal(c.SubjectKeyId, pki.SubjectKeyID(c.PublicKey.(*rsa.PublicKey))) ||
+		!bytes.Equal(c.AuthorityKeyId, c.SubjectKeyId) || c.NotAfter.Sub(c.NotBefore) < 10*24*time.Hour {
+		t.Errorf("generated certificate: usage %b, SKI %x, AKI %x, %v..%v", c.KeyUsage, c.SubjectKeyId, c.AuthorityKeyId, c.NotBefore, c.NotAfter)
 	}
 	ksFail(t, "already exists", "keystore", "generate", "-keystore", ks, "-alias", "gen", "-bits", "2048", "-subject", "CN=x")
 	ksFail(t, "unknown attribute", "keystore", "generate", "-keystore", ks, "-alias", "g2", "-subject", "XX=y")

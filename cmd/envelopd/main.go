@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/envelopd/envelopd/internal/buildinfo"
 )
 
 // command is one subcommand. Files cmd_*.go register theirs in init.
@@ -47,6 +49,9 @@ func register(c *command) {
 // errUsage means the command line was wrong; the flag package has already
 // printed why.
 var errUsage = errors.New("usage")
+
+// errReported means the command has printed its failure itself; it exits 1.
+var errReported = errors.New("failure reported")
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "devel"
@@ -87,6 +92,8 @@ func runMain(ctx context.Context, env *cliEnv, args []string) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errReported):
+		return 1
 	}
 	fmt.Fprintf(env.stderr, "envelopd: %s\n", oneLine(err.Error()))
 	return 1
@@ -154,7 +161,12 @@ func init() {
 		if err := parseFlags(fs, args, false); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "envelopd %s\n", version)
+		bi := buildinfo.Get()
+		v := bi.Version
+		if version != "devel" {
+			v = version // set with -ldflags "-X main.version=..."
+		}
+		fmt.Fprintf(env.stdout, "envelopd %s\nrevision %s\ngo %s\n", v, bi.Revision, bi.GoVersion)
 		return nil
 	}})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"crypto/rand"
 	"fmt"
@@ -90,7 +91,8 @@ func newMachine(t *testing.T, root, name, bin string, doc string, env ...string)
 // openssl cms -keyid, and the entry is exported; machine A is then lost.
 // Machine B (a fresh HOME and directory, a new keystore and password) gets
 // only the backup, its password and the recordings, restores, and opens
-// every recording.
+// every recording, loose (decrypt) and in last year's lifecycle backup zip
+// (archive decrypt).
 func TestDisasterRecoveryProcedure(t *testing.T) {
 	osl := testenv.OpenSSL(t)
 	testenv.Keytool(t)
@@ -178,19 +180,24 @@ func TestDisasterRecoveryProcedure(t *testing.T) {
 	for name := range originals {
 		copyFile(t, filepath.Join(storage, name+".p7m"), filepath.Join(b.dir, "recordings-2025", name+".p7m"))
 	}
+	// Last year's lifecycle backup: a flat zip of the same PKCS#7 media.
+	zipRecordings(t, storage, filepath.Join(b.dir, "acme-Age-365-0-20251231235959.zip"))
 	out = b.run(`KS="$HOME/envelopd/keys.envks"`,
 		`mkdir -p "$HOME/envelopd"`,
 		`envelopd keystore create -keystore "$KS"`,
 		`envelopd keystore import -keystore "$KS" -from rec-2025.p12 -from-pass env:BACKUP_PASS -alias rec-2025`,
 		`envelopd keystore list -keystore "$KS"`,
-		`for f in recordings-2025/*.p7m; do envelopd decrypt -keystore "$KS" -in "$f" -out "${f%.p7m}"; done`)
+		`for f in recordings-2025/*.p7m; do envelopd decrypt -keystore "$KS" -in "$f" -out "${f%.p7m}"; done`,
+		`envelopd archive decrypt acme-Age-365-0-20251231235959.zip -keystore "$KS" -out restored-2025`)
 	if !strings.Contains(out, `imported "rec-2025"`) || !strings.Contains(out, "7E57") || !strings.Contains(out, fmt.Sprintf("%d-01-01 (expired)", time.Now().Year())) {
 		t.Errorf("restore output:\n%s", out)
 	}
 	for name, want := range originals {
-		got, err := os.ReadFile(filepath.Join(b.dir, "recordings-2025", name))
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s after restore: %d bytes, %v; want the original %d bytes", name, len(got), err, len(want))
+		for _, dir := range []string{"recordings-2025", "restored-2025"} {
+			got, err := os.ReadFile(filepath.Join(b.dir, dir, name))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s/%s after restore: %d bytes, %v; want the original %d bytes", dir, name, len(got), err, len(want))
+			}
 		}
 	}
 	if _, err := os.Stat(filepath.Join(b.dir, "envelopd", "keys.envks")); err != nil {
@@ -248,6 +255,40 @@ keyUsage = critical, keyEncipherment
 	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("openssl ca: %v\n%s", err, b)
+	}
+}
+
+// zipRecordings writes the .p7m files of dir into a flat zip, as a
+// lifecycle backup holds them.
+func zipRecordings(t *testing.T, dir, out string) {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.p7m"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no recordings in %s: %v", dir, err)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := zw.Create(filepath.Base(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"github.com/envelopd/envelopd/internal/pki"
 	"testing"
 	"time"
 
@@ -64,7 +65,7 @@ func TestAWSKMSTakeover(t *testing.T) {
 	s := kmstest.Start(t)
 	kmstest.SetEnv(t)
 	ctx := context.Background()
-	kb, err := awskms.Open(ctx, "kms", awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
+	kb, err := awskms.Open(ctx, backends.Instance{Name: "kms"}, awskms.Options{Region: kmstest.Region, Endpoint: s.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestAWSKMSTakeover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := awskms.IssueCertificate(k.Public(), ca.Cert, ca.Key, awskms.CertRequest{Subject: pkix.Name{CommonName: alias}, NotAfter: time.Now().AddDate(0, 1, 0)})
+		c, err := pki.Issue(pki.CertRequest{Subject: pkix.Name{CommonName: alias}, Public: k.Public(), NotAfter: time.Now().AddDate(0, 1, 0)}, ca.Cert, ca.Key)
 		if err != nil {
 			t.Fatal(err)
 		}

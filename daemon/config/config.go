@@ -7,14 +7,14 @@
 // daemon does not know is an error naming the full key and its line, for
 // example
 //
-//	/etc/envelopd/config.toml:14: unknown key tenants[0].keys[1].paddding
+//	/etc/envelopd/envelopd.toml:14: unknown key tenants[0].keys[1].paddding
 //
 // so that a typo never silently falls back to a default. Syntax errors keep
 // the TOML library's line and column. After decoding, the configuration is
 // validated as a whole and every problem is reported at once (joined with
 // [errors.Join]), each naming the field it is about:
 //
-//	config.toml:22: tenants[1].keys[0].backend: no backend named "hsm"
+//	envelopd.toml:22: tenants[1].keys[0].backend: no backend named "hsm"
 //
 // Every problem is a [*Problem]; errors.Is(err, [ErrInvalid]) holds for all of
 // them.
@@ -106,7 +106,24 @@ const (
 	DefaultBackendTimeout    = 10 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
-	DefaultReadAheadBytes    = 16 << 20
+	// DefaultMinStreamRate (bytes per second, in and out together,
+	// averaged over DefaultMinStreamRateWindow) is below the bitrate of any
+	// voice codec a recorder may stream live (G.729: 1000 bytes/s), and far
+	// above a client that trickles a byte every few seconds to hold a slot.
+	DefaultMinStreamRate       = 256
+	DefaultMinStreamRateWindow = time.Minute
+	// DefaultMaxHeaderBytes bounds a request's headers (X-Envelope included).
+	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultMaxConnections bounds open connections, all listeners together.
+	DefaultMaxConnections = 1024
+	// DefaultMaxStagingBytesPerStream and DefaultMaxStagingBytes bound the
+	// AES-GCM ciphertext staged on disk by one stream and by all together.
+	DefaultMaxStagingBytesPerStream = 4 << 30
+	DefaultMaxStagingBytes          = 16 << 30
+	// DefaultStagingDirName is the staging directory's name inside
+	// data_dir when staging_dir is not set.
+	DefaultStagingDirName = "staging"
+	DefaultReadAheadBytes = 16 << 20
 	// DefaultAuditLogName is the audit log's file name inside data_dir when
 	// audit_log is not set.
 	DefaultAuditLogName = "audit.log"
@@ -126,6 +143,8 @@ type Config struct {
 	// playback; Playback is the [playback] table.
 	Storage  map[string]*Storage `toml:"storage"`
 	Playback Playback            `toml:"playback"`
+	// Registry is the [registry] table: where uploads are kept.
+	Registry Registry `toml:"registry"`
 
 	// File is the file name the configuration was parsed from (for messages).
 	File string `toml:"-"`
@@ -154,6 +173,9 @@ type Server struct {
 	// AuditLog is the audit log file; "-" = standard error.
 	// Default: DataDir/audit.log.
 	AuditLog string `toml:"audit_log"`
+	// StagingDir is where AES-GCM ciphertext is staged (in unlinked files)
+	// while its tag is checked. Default: DataDir/staging.
+	StagingDir string `toml:"staging_dir"`
 	// AuditFsync makes every audit line durable (fsync) before the key
 	// operation proceeds (default true). false trades the last lines on a
 	// machine crash for throughput; see package audit.
@@ -214,9 +236,35 @@ func parseLevel(s string) (slog.Level, error) {
 
 // Limits is the [limits] table.
 type Limits struct {
-	// MaxStreams bounds concurrent encrypt/decrypt streams (default 64).
+	// MaxStreams bounds concurrent encrypt/decrypt streams of the whole
+	// process (default 64), across reloads and certificate uploads.
 	// Further stream requests wait briefly, then get 503.
 	MaxStreams int `toml:"max_streams"`
+	// MaxStreamsPerClient bounds the streams of one client (a [[clients]]
+	// rule), MaxStreamsPerTenant those of one tenant, so that no client or
+	// tenant can take every slot; beyond them a request gets 429. Default:
+	// three quarters of MaxStreams, at least 1 (48 and 48 with the default
+	// MaxStreams).
+	MaxStreamsPerClient int `toml:"max_streams_per_client"`
+	MaxStreamsPerTenant int `toml:"max_streams_per_tenant"`
+	// MinStreamRate is the least transfer rate of a stream, in bytes per
+	// second, request and response together, averaged over
+	// MinStreamRateWindow; a slower stream is broken off and its slot freed.
+	// 0 turns the check off. Default: 256 bytes/s over 1m.
+	MinStreamRate       int64    `toml:"min_stream_rate"`
+	MinStreamRateWindow Duration `toml:"min_stream_rate_window"`
+	// MaxHeaderBytes bounds the request line and headers of a request
+	// (X-Envelope included); larger ones get 431 (default 64 KiB).
+	MaxHeaderBytes int `toml:"max_header_bytes"`
+	// MaxConnections bounds open client connections, all listeners
+	// together; further connections wait in the listen backlog until one
+	// closes (default 1024).
+	MaxConnections int `toml:"max_connections"`
+	// MaxStagingBytesPerStream bounds the AES-GCM ciphertext one stream may
+	// stage (413 beyond, default 4 GiB); MaxStagingBytes all streams
+	// together (503 beyond, default 16 GiB).
+	MaxStagingBytesPerStream int64 `toml:"max_staging_bytes_per_stream"`
+	MaxStagingBytes          int64 `toml:"max_staging_bytes"`
 	// MaxJSONBytes bounds JSON request bodies and certificate uploads
 	// (default 1 MiB).
 	MaxJSONBytes int64 `toml:"max_json_bytes"`
@@ -238,6 +286,11 @@ type Limits struct {
 	// 16 MiB; 0: none, streams work synchronously).
 	ReadAheadBytes int64 `toml:"read_ahead_bytes"`
 }
+
+// StreamQuota is the default of max_streams_per_client and
+// max_streams_per_tenant for a given max_streams: three quarters of it, at
+// least 1, so that others always keep a quarter of the slots.
+func StreamQuota(maxStreams int) int { return max(maxStreams*3/4, 1) }
 
 // Duration is a time.Duration written as a Go duration string ("30s", "1m30s").
 type Duration struct{ time.Duration }
@@ -335,7 +388,16 @@ func Default() *Config {
 			BackendTimeout:    Duration{DefaultBackendTimeout},
 			ReadHeaderTimeout: Duration{DefaultReadHeaderTimeout},
 			IdleTimeout:       Duration{DefaultIdleTimeout},
-			ReadAheadBytes:    DefaultReadAheadBytes,
+
+			MaxStreamsPerClient:      StreamQuota(DefaultMaxStreams),
+			MaxStreamsPerTenant:      StreamQuota(DefaultMaxStreams),
+			MinStreamRate:            DefaultMinStreamRate,
+			MinStreamRateWindow:      Duration{DefaultMinStreamRateWindow},
+			MaxHeaderBytes:           DefaultMaxHeaderBytes,
+			MaxConnections:           DefaultMaxConnections,
+			MaxStagingBytesPerStream: DefaultMaxStagingBytesPerStream,
+			MaxStagingBytes:          DefaultMaxStagingBytes,
+			ReadAheadBytes:           DefaultReadAheadBytes,
 		},
 		Backends: map[string]*Backend{},
 		Storage:  map[string]*Storage{},

@@ -100,6 +100,41 @@ func TestParseBaseAndDefaults(t *testing.T) {
 	}
 }
 
+// TestFairnessDefaults: the stream quotas default to three quarters of
+// max_streams (so others keep a quarter of the slots), whatever
+// max_streams is; staging defaults to data_dir/staging.
+func TestFairnessDefaults(t *testing.T) {
+	c, err := parse(t, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Limits
+	if l.MaxStreamsPerClient != 48 || l.MaxStreamsPerTenant != 48 || l.MinStreamRate != 256 || l.MinStreamRateWindow.Duration != time.Minute ||
+		l.MaxHeaderBytes != 64<<10 || l.MaxConnections != 1024 || l.MaxStagingBytesPerStream != 4<<30 || l.MaxStagingBytes != 16<<30 {
+		t.Errorf("limits = %+v", l)
+	}
+	if c.Server.StagingDir != filepath.Join("/var/lib/envelopd", "staging") {
+		t.Errorf("staging_dir = %q", c.Server.StagingDir)
+	}
+	for _, tc := range []struct {
+		limits         string
+		client, tenant int
+	}{
+		{"max_streams = 4", 3, 3},
+		{"max_streams = 1", 1, 1},
+		{"max_streams = 4\nmax_streams_per_client = 1", 1, 3},
+		{"max_streams = 100\nmax_streams_per_tenant = 100", 75, 100},
+	} {
+		c, err := parse(t, base+"\n[limits]\n"+tc.limits+"\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Limits.MaxStreamsPerClient != tc.client || c.Limits.MaxStreamsPerTenant != tc.tenant {
+			t.Errorf("%q: per client %d, per tenant %d; want %d, %d", tc.limits, c.Limits.MaxStreamsPerClient, c.Limits.MaxStreamsPerTenant, tc.client, tc.tenant)
+		}
+	}
+}
+
 func TestExampleConfig(t *testing.T) {
 	data, err := os.ReadFile("../../config.example.toml")
 	if err != nil {
@@ -273,6 +308,10 @@ func TestValidate(t *testing.T) {
 		{name: "log format", pairs: []string{`data_dir`, "log_format = \"xml\"\ndata_dir"}, want: []string{`server.log_format: "xml" is not json or text`}},
 		{name: "limits", add: "\n[limits]\nmax_streams = 0\nmax_json_bytes = 10\nmax_envelope_bytes = -1\nshutdown_timeout = \"-1s\"\nbackend_timeout = \"0s\"\n",
 			want: []string{"limits.max_streams: must be positive", "limits.max_json_bytes: must be at least 1024", "limits.max_envelope_bytes", "limits.shutdown_timeout: must be positive", "limits.backend_timeout"}},
+		{name: "fairness limits", add: "\n[limits]\nmax_streams = 8\nmax_streams_per_client = 9\nmax_streams_per_tenant = -1\nmin_stream_rate = -5\nmin_stream_rate_window = \"10ms\"\nmax_header_bytes = 100\nmax_connections = 4\nmax_staging_bytes_per_stream = 20\nmax_staging_bytes = 10\n",
+			want: []string{"limits.max_streams_per_client: 9 is more than max_streams (8)", "limits.max_streams_per_tenant: must be positive", "limits.min_stream_rate: must be 0 (off) or positive",
+				"limits.min_stream_rate_window: must be at least 1s", "limits.max_header_bytes: must be between 4096", "limits.max_connections: 4 is less than max_streams (8)",
+				"limits.max_staging_bytes_per_stream: 20 is more than max_staging_bytes (10)"}},
 		{name: "backend without type", pairs: []string{`type = "file"`, ``}, want: []string{"test.toml:7: backends.local.type: required"}},
 		{name: "backend bad name", pairs: []string{`[backends.local]`, `[backends."lo cal"]`, `backend = "local"`, `backend = "lo cal"`}, want: []string{`backends."lo cal": "lo cal": use only letters`}},
 		{name: "duplicate tenant", add: "\n[[tenants]]\nname = \"acme\"\n", want: []string{`test.toml:26: tenants[1].name: duplicate tenant "acme"`}},

@@ -23,6 +23,7 @@ type rawConfig struct {
 	Clients  []Client                  `toml:"clients"`
 	Storage  map[string]*Storage       `toml:"storage"`
 	Playback Playback                  `toml:"playback"`
+	Registry Registry                  `toml:"registry"`
 }
 
 // source is a parsed document shared by a Config and its Backends: the
@@ -43,6 +44,15 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 	if err != nil {
 		return nil, nil, decodeError(filename, data, err)
 	}
+	// The stream quotas default to a share of max_streams (see Validate).
+	for _, k := range []struct {
+		name string
+		v    *int
+	}{{"max_streams_per_client", &raw.Limits.MaxStreamsPerClient}, {"max_streams_per_tenant", &raw.Limits.MaxStreamsPerTenant}} {
+		if !md.IsDefined("limits", k.name) {
+			*k.v = 0
+		}
+	}
 	src := &source{file: filename, md: md, pos: scanPositions(string(data))}
 	c := &Config{
 		Server:   raw.Server,
@@ -52,6 +62,7 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 		Clients:  raw.Clients,
 		Storage:  raw.Storage,
 		Playback: raw.Playback,
+		Registry: raw.Registry,
 		File:     filename,
 		src:      src,
 	}

@@ -63,9 +63,15 @@ type Playback struct {
 	// 4096); creating more answers 503 until some expire.
 	MaxSessions int `toml:"max_sessions"`
 	// StagingDir is where the ciphertext of AES-GCM recordings is staged
-	// while its tag is verified (an unlinked file per session); default
-	// the system's temporary directory.
+	// while its tag is verified (an unlinked file per session, within
+	// limits.max_staging_bytes_per_stream and limits.max_staging_bytes);
+	// default server.staging_dir.
 	StagingDir string `toml:"staging_dir"`
+	// TokenKey is a secret reference (env:, file:, pass:) to a key shared
+	// by every instance of a cluster, at least 32 bytes: play tokens are
+	// then sealed with it and carry their session, so that any instance
+	// serves them. Empty (default): tokens are valid on this instance only.
+	TokenKey string `toml:"token_key"`
 }
 
 func defaultPlayback() Playback {

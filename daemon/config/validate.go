@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -64,6 +65,9 @@ func (c *Config) validate(opts Options) []*Problem {
 	if s.AuditLog == "" && s.DataDir != "" {
 		s.AuditLog = filepath.Join(s.DataDir, DefaultAuditLogName)
 	}
+	if s.StagingDir == "" && s.DataDir != "" {
+		s.StagingDir = filepath.Join(s.DataDir, DefaultStagingDirName)
+	}
 	if s.LogLevel == "" {
 		s.LogLevel = DefaultLogLevel
 	}
@@ -81,6 +85,41 @@ func (c *Config) validate(opts Options) []*Problem {
 	l := &c.Limits
 	if l.MaxStreams <= 0 {
 		v.add("limits.max_streams", "must be positive, got %d", l.MaxStreams)
+	}
+	for _, q := range []struct {
+		name string
+		v    *int
+	}{{"max_streams_per_client", &l.MaxStreamsPerClient}, {"max_streams_per_tenant", &l.MaxStreamsPerTenant}} {
+		switch {
+		case *q.v == 0:
+			*q.v = StreamQuota(l.MaxStreams)
+		case *q.v < 0:
+			v.add("limits."+q.name, "must be positive, got %d", *q.v)
+		case l.MaxStreams > 0 && *q.v > l.MaxStreams:
+			v.add("limits."+q.name, "%d is more than max_streams (%d)", *q.v, l.MaxStreams)
+		}
+	}
+	if l.MinStreamRate < 0 {
+		v.add("limits.min_stream_rate", "must be 0 (off) or positive, got %d", l.MinStreamRate)
+	}
+	if l.MinStreamRateWindow.Duration < time.Second {
+		v.add("limits.min_stream_rate_window", "must be at least 1s, got %s", l.MinStreamRateWindow.Duration)
+	}
+	if l.MaxHeaderBytes < 4096 || l.MaxHeaderBytes > 16<<20 {
+		v.add("limits.max_header_bytes", "must be between 4096 and 16777216, got %d", l.MaxHeaderBytes)
+	}
+	if l.MaxConnections <= 0 {
+		v.add("limits.max_connections", "must be positive, got %d", l.MaxConnections)
+	} else if l.MaxConnections < l.MaxStreams {
+		v.add("limits.max_connections", "%d is less than max_streams (%d): every stream needs a connection", l.MaxConnections, l.MaxStreams)
+	}
+	if l.MaxStagingBytesPerStream <= 0 {
+		v.add("limits.max_staging_bytes_per_stream", "must be positive, got %d", l.MaxStagingBytesPerStream)
+	}
+	if l.MaxStagingBytes <= 0 {
+		v.add("limits.max_staging_bytes", "must be positive, got %d", l.MaxStagingBytes)
+	} else if l.MaxStagingBytesPerStream > l.MaxStagingBytes {
+		v.add("limits.max_staging_bytes_per_stream", "%d is more than max_staging_bytes (%d)", l.MaxStagingBytesPerStream, l.MaxStagingBytes)
 	}
 	if l.MaxJSONBytes < 1024 {
 		v.add("limits.max_json_bytes", "must be at least 1024, got %d", l.MaxJSONBytes)
@@ -181,6 +220,7 @@ func (c *Config) validate(opts Options) []*Problem {
 	}
 
 	c.validatePlayback(v)
+	c.validateRegistry(v)
 
 	// [[clients]]
 	clientNames := map[string]bool{}

@@ -11,6 +11,8 @@
 //	backend_errors_total{backend,class}        failed backend calls by error class
 //	backend_up{backend}                        1 when the backend's health check passes
 //	errors_total{class}                        errors by class (forbidden, bad_request, audit, ...)
+//	config_reloads_total{result}               reloads (SIGHUP) by result: ok or error
+//	config_last_reload_success_timestamp_seconds  when the configuration in use was loaded
 //
 // plus the standard go_* and process_* collectors.
 //
@@ -36,6 +38,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/envelopd/envelopd/internal/buildinfo"
 )
 
 const namespace = "envelopd"
@@ -52,6 +56,8 @@ type Metrics struct {
 	backendErrors   *prometheus.CounterVec
 	backendUp       *prometheus.GaugeVec
 	errors          *prometheus.CounterVec
+	reloads         *prometheus.CounterVec
+	lastReload      prometheus.Gauge
 }
 
 // New creates the metrics in a fresh registry, with Go runtime and process
@@ -94,11 +100,31 @@ func New() *Metrics {
 			Help: "Errors by class.",
 		}, []string{"class"}),
 	}
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "config_reloads_total",
+		Help: "Configuration reloads by result (ok, error); after an error the previous configuration stays in use.",
+	}, []string{"result"})
+	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
+		Help: "Unix time the configuration in use was loaded (at start or by the last good reload).",
+	})
+	// build_info: constant 1, the build in its labels.
+	bi := buildinfo.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels say what the binary was built from.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	buildInfo.Set(1)
+	// Both results exist from the start, so rate() and alerts see a 0.
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("error")
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.requestDuration, m.bytes, m.streams,
 		m.backendDuration, m.backendErrors, m.backendUp, m.errors,
+		m.reloads, m.lastReload, buildInfo,
 	)
 	return m
 }
@@ -162,6 +188,22 @@ func (m *Metrics) ForgetBackend(backend string) {
 	m.backendUp.DeleteLabelValues(backend)
 	m.backendDuration.DeletePartialMatch(prometheus.Labels{"backend": backend})
 	m.backendErrors.DeletePartialMatch(prometheus.Labels{"backend": backend})
+}
+
+// ConfigLoaded records that the configuration in use was loaded at t.
+func (m *Metrics) ConfigLoaded(t time.Time) {
+	m.lastReload.Set(float64(t.UnixNano()) / 1e9)
+}
+
+// ConfigReload counts a reload; a good one also sets the time of the last
+// good one.
+func (m *Metrics) ConfigReload(ok bool, t time.Time) {
+	if !ok {
+		m.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("ok").Inc()
+	m.ConfigLoaded(t)
 }
 
 // StreamsInFlight is the gauge of running streams: Inc when a stream starts,

@@ -3,6 +3,15 @@
 // file in the same directory, which is fsynced and renamed over the target,
 // and the directory is fsynced.
 //
+// On Linux, Create's temporary file is unnamed (O_TMPFILE) until Commit,
+// which links it into the directory (linkat through /proc/self/fd) right
+// before the rename: a process killed while writing (kill -9, a crash)
+// leaves nothing behind, since an unnamed file disappears with its
+// descriptor. Where O_TMPFILE or /proc is missing (other systems, some
+// filesystems), and for CreateIn, the temporary file is named ".NAME.tmp-*"
+// from the start, and a killed process leaves it, partial, next to the
+// target.
+//
 // A File is not safe for concurrent use. Exactly one of Commit or Abort must
 // be called; Abort after Commit is a no-op, so `defer f.Abort()` is the idiom.
 package atomicfile
@@ -25,6 +34,8 @@ type File struct {
 	done bool
 	root *os.Root // CreateIn: names are relative to root
 	tmp  string   // CreateIn: the temporary name in root
+	// unnamed: an O_TMPFILE file, without a name until Commit links it.
+	unnamed bool
 }
 
 // Create starts writing path with permissions perm (applied to the temporary
@@ -40,6 +51,9 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 	if dir == "" {
 		dir = "."
 	}
+	if f := createUnnamed(dir, base, perm); f != nil {
+		return &File{File: f, path: path, unnamed: true}, nil
+	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return nil, err
@@ -51,6 +65,10 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 	}
 	return &File{File: f, path: path}, nil
 }
+
+// Unnamed reports whether the pending file has no name in the directory
+// yet (O_TMPFILE): if the process dies now, nothing is left behind.
+func (f *File) Unnamed() bool { return f.unnamed }
 
 // Path returns the final path.
 func (f *File) Path() string { return f.path }
@@ -67,8 +85,19 @@ func (f *File) Commit() error {
 	tmp := f.File.Name()
 	if err := f.File.Sync(); err != nil {
 		f.File.Close()
-		os.Remove(tmp)
+		if !f.unnamed {
+			os.Remove(tmp)
+		}
 		return err
+	}
+	if f.unnamed {
+		// Give the complete, fsynced file a name next to the target; the
+		// rename below makes it the target.
+		var err error
+		if tmp, err = linkUnnamed(f.File, f.path); err != nil {
+			f.File.Close()
+			return err
+		}
 	}
 	if err := f.File.Close(); err != nil {
 		os.Remove(tmp)
@@ -92,7 +121,9 @@ func (f *File) Abort() {
 		f.root.Remove(f.tmp)
 		return
 	}
-	os.Remove(f.File.Name())
+	if !f.unnamed {
+		os.Remove(f.File.Name())
+	}
 }
 
 // CreateIn is Create for name inside root (slash-separated, relative):

@@ -1,6 +1,8 @@
 // Package pki reads and writes the RSA private keys and X.509 certificates
 // envelopd works with, and applies the certificate policy of the recording
-// encryption model (DOMAIN.md §1).
+// encryption model: RSA keys of 2048 bits or more and a certificate chaining
+// to the tenant's root CA within its validity window for new encryption;
+// older and weaker keys still decrypt, so old recordings stay playable.
 //
 // # Keys
 //
@@ -44,6 +46,16 @@
 //
 // Refusals are *PolicyError values with a Reason and a message that says what
 // is wrong and what the certificate can still be used for.
+//
+// # Making certificates
+//
+// Every certificate envelopd makes (keystore and PKCS#11 generate, the
+// development setup, a certificate for a KMS key) has one profile, the
+// recipient profile of RecipientTemplate: random 128-bit serial, key and
+// data encipherment, no CA, the method-1 subject key identifier, SHA-256
+// with RSA. SelfSign signs it with the key itself (in memory or on a token),
+// Issue with a CA. NewCSR makes the matching signing request. ParseDN reads
+// a subject as users type it ("CN=a,O=b" or OpenSSL's "/O=b/CN=a").
 //
 // # Concurrency
 //

@@ -48,6 +48,9 @@ func (c *countingFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // plain media served by net/http: both formats play and seek to 90% in
 // headless Chromium without fetching the whole file.
 func TestPlayerSeeksPlainMedia(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 MB of media through headless Chromium: runs in the full pass (contrib/testenv/test.sh runs both)")
+	}
 	dir := t.TempDir()
 	MP3(t, dir, 2400) // 96 MB
 	MP4(t, dir, 240)  // 104 MB
