@@ -47,6 +47,7 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	header := fs.String("header", "", "header-only envelope `FILE` (PEM or DER) or recording.json; -in is then the raw ciphertext")
 	media := fs.String("media", "", "mediaId `ID` of the media file in a recording.json -header (optional when it has one)")
 	in := fs.String("in", "", "input `FILE` (default stdin)")
+	quiet := fs.Bool("q", false, "no progress bar (shown on stderr when it is a terminal)")
 	out := fs.String("out", "", "output `FILE` (default stdout)")
 	socket := fs.String("socket", "", "decrypt through the daemon at this Unix socket `PATH`")
 	if err := parseFlags(fs, args, false); err != nil {
@@ -107,6 +108,8 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer src.Close()
+	src = withProgress(env, src, "decrypting", *quiet)
 	defer src.Close()
 
 	var r *envelope.Reader

@@ -32,6 +32,7 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 	var certs, cas stringList
 	fs.Var(&certs, "cert", "recipient certificate `FILE` (PEM or DER; repeatable)")
 	fs.Var(&cas, "ca", "root CA certificate `FILE` the recipients must chain to (repeatable; default: no chain check)")
+	quiet := fs.Bool("q", false, "no progress bar (shown on stderr when it is a terminal)")
 	cipherName := fs.String("cipher", "aes256", "content cipher: aes128, aes192, aes256, aes128-gcm, aes256-gcm")
 	oaep := fs.String("oaep", "", "use RSA-OAEP key transport with `HASH` sha1 or sha256 (default PKCS#1 v1.5)")
 	keyid := fs.Bool("keyid", false, "name recipients by subject key identifier instead of issuer and serial")
@@ -78,6 +79,8 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 			length = st.Size()
 		}
 	}
+	src = withProgress(env, src, "encrypting", *quiet)
+	defer src.Close()
 
 	dst, err := createOut(env, *out, 0o644)
 	if err != nil {
