@@ -59,7 +59,7 @@
 // Retry-After beyond), of which at most limits.max_streams_per_client for
 // one client and limits.max_streams_per_tenant for one tenant (429). The
 // limits live in the Server, not in a generation, so reloads and uploads
-// never reset them. Each stream holds one 512 KiB chunk, plus what the
+// never reset them. Each stream holds one 256 KiB chunk, plus what the
 // streams read ahead together within limits.read_ahead_bytes (an
 // envelope.Budget of the configuration generation). A request
 // with a Content-Length gets definite-length DER; a chunked one BER with

@@ -1116,10 +1116,10 @@ func TestE2EDev(t *testing.T) {
 // Load: 32 concurrent encrypt→decrypt streams, bounded daemon memory.
 
 // loadRSSBoundMiB bounds the daemon's peak RSS during the load test: 32
-// encrypt plus 32 decrypt streams in flight. Each stream holds one 512 KiB
+// encrypt plus 32 decrypt streams in flight. Each stream holds one 256 KiB
 // chunk; what they read ahead together is bounded by limits.read_ahead_bytes
-// (16 MiB by default), so 64 streams need about 32 + 16 MiB plus the
-// daemon's own 20 MiB whatever their length (77 MiB measured). Before the
+// (16 MiB by default), so 64 streams need about 16 + 16 MiB plus the
+// daemon's own 20 MiB whatever their length (62 MiB measured). Before the
 // shared budget each stream pipelined a few chunks deep and 64 streams
 // peaked at 170–174 MiB. The bound is issue 13's goal.
 const loadRSSBoundMiB = 96

@@ -282,7 +282,7 @@ type Limits struct {
 	// stream whose client neither sends nor reads for that long (default 2m).
 	IdleTimeout Duration `toml:"idle_timeout"`
 	// ReadAheadBytes is the memory all encrypt/decrypt streams together may
-	// hold ahead of their clients, beyond one 512 KiB chunk each (default
+	// hold ahead of their clients, beyond one 256 KiB chunk each (default
 	// 16 MiB; 0: none, streams work synchronously).
 	ReadAheadBytes int64 `toml:"read_ahead_bytes"`
 }
