@@ -99,9 +99,14 @@
 // Reload (SIGHUP) builds a complete new generation (configuration, backends,
 // certificates, uploads) and swaps it in atomically; requests in flight
 // finish with the old one, whose backends close when its last request ends.
-// A failed reload keeps the old configuration. Listener addresses change
-// only at restart. Serve shuts down gracefully when its context ends
-// (SIGTERM): listeners close, running streams get limits.shutdown_timeout.
+// A failed reload keeps the old configuration; /v1/health then answers
+// "degraded" with the reason, and envelopd_config_reloads_total{result}
+// and envelopd_config_last_reload_success_timestamp_seconds show it.
+// Listener addresses change only at restart. Serve shuts down gracefully
+// when its context ends (SIGTERM): listeners close, running streams get
+// limits.shutdown_timeout. Reloads, certificate changes and shutdown
+// exclude each other: once shutdown began nothing installs a generation or
+// reopens the audit log, and a request that still arrives gets 503.
 //
 // # Concurrency
 //

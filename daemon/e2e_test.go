@@ -84,7 +84,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		cfgPath: filepath.Join(dir, "envelopd.toml"), auditPath: filepath.Join(dir, "audit.log"),
 		keys: map[string]*testenv.Cert{}, keyFiles: map[string]string{}, limits: o.limits}
 	if f.limits == "" {
-		f.limits = "max_streams = 80\nmax_json_bytes = 16384\nshutdown_timeout = \"20s\"\n"
+		// One client runs the load test's 64 streams, all for one tenant:
+		// no fairness quota below max_streams.
+		f.limits = "max_streams = 80\nmax_streams_per_client = 80\nmax_streams_per_tenant = 80\nmax_json_bytes = 16384\nshutdown_timeout = \"20s\"\n"
 	}
 	// Keys: acme has an active and a retired key, "other" one key, and
 	// "expired" one whose certificate has expired.

@@ -215,6 +215,34 @@ func policyTime() time.Time {
 // error everything opened so far is closed again.
 // The uploads are records as read from the registry.
 func buildGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) (rt *generation, err error) {
+	return buildGenerationMode(ctx, cfg, records, log, false)
+}
+
+// checkGeneration builds a generation of cfg as buildGeneration does but goes
+// on after a problem, so that one run reports every problem (a backend that
+// does not open, with its secrets; keys; certificates; TLS files), joined
+// with errors.Join. Keys of a backend that failed to open are not resolved
+// (their failure would only repeat the backend's). Everything is closed again.
+func checkGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) error {
+	rt, err := buildGenerationMode(ctx, cfg, records, log, true)
+	if err == nil {
+		rt.closeBackends()
+	} // else closed by buildGenerationMode
+	return err
+}
+
+func buildGenerationMode(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger, collect bool) (rt *generation, err error) {
+	var problems []error
+	// fail records err: in collect mode it is kept and the build goes on
+	// (fail returns nil), otherwise the build stops with it.
+	fail := func(err error) error {
+		if collect {
+			problems = append(problems, err)
+			return nil
+		}
+		return err
+	}
+	failedBackends := map[string]bool{}
 	rt = &generation{
 		cfg:            cfg,
 		log:            log,
@@ -239,7 +267,11 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 		b, err := backends.Open(octx, bc.Type, backends.Instance{Name: name, Logger: log}, bc.Decode)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w", name, err)
+			if err := fail(fmt.Errorf("backend %q: %w", name, err)); err != nil {
+				return nil, err
+			}
+			failedBackends[name] = true
+			continue
 		}
 		rt.backends[name] = &backendState{name: name, typ: bc.Type, b: b}
 	}
@@ -254,7 +286,10 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 			for _, f := range tc.CA {
 				certs, err := pki.LoadCertificates(f)
 				if err != nil {
-					return nil, fmt.Errorf("tenant %q: ca %s: %w", tc.Name, f, err)
+					if err := fail(fmt.Errorf("tenant %q: ca %s: %w", tc.Name, f, err)); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				for _, c := range certs {
 					roots.AddCert(c)
@@ -279,25 +314,43 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 			}
 			s, err := specOf(u)
 			if err != nil {
-				return nil, fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)
+				if err := fail(fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			specs = append(specs, s)
 		}
 		for _, s := range specs {
 			if slices.ContainsFunc(t.keys, func(k *tenantKey) bool { return k.id == s.id }) {
-				return nil, fmt.Errorf("tenant %q: key id %q is used twice (configuration and upload?)", tc.Name, s.id)
+				if err := fail(fmt.Errorf("tenant %q: key id %q is used twice (configuration and upload?)", tc.Name, s.id)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if failedBackends[s.backend] {
+				continue // reported with its backend
 			}
 			k, err := rt.resolveKey(ctx, tc.Name, s, timeout)
 			if err != nil {
-				return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+				if err := fail(fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			if k.backend != nil {
 				name, err := keyName(k.backend, k.ref)
 				if err != nil {
-					return nil, fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)
+					if err := fail(fmt.Errorf("tenant %q key %q: %w", tc.Name, s.id, err)); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				if err := rt.owners.claim(name, k.public, keyOwner{tenant: tc.Name, keyID: s.id, source: s.origin()}); err != nil {
-					return nil, err
+					if err := fail(err); err != nil {
+						return nil, err
+					}
+					continue
 				}
 			}
 			t.keys = append(t.keys, k)
@@ -306,10 +359,14 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 		rt.tenants[tc.Name] = t
 	}
 	if err := rt.checkIdentifiers(); err != nil {
-		return nil, err
+		if err := fail(err); err != nil {
+			return nil, err
+		}
 	}
 	if rt.stores, err = openStores(cfg); err != nil {
-		return nil, err
+		if err := fail(err); err != nil {
+			return nil, err
+		}
 	}
 	if rt.tokenKey, err = openTokenKey(cfg); err != nil {
 		return nil, err
@@ -317,19 +374,28 @@ func buildGeneration(ctx context.Context, cfg *config.Config, records []*registr
 	if cfg.Server.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
+			if err := fail(fmt.Errorf("tls_cert/tls_key: %w", err)); err != nil {
+				return nil, err
+			}
+		} else {
+			rt.tlsCert = &c
 		}
-		rt.tlsCert = &c
 	}
 	if cfg.Server.ClientCA != "" {
 		certs, err := pki.LoadCertificates(cfg.Server.ClientCA)
 		if err != nil {
-			return nil, fmt.Errorf("client_ca: %w", err)
+			if err := fail(fmt.Errorf("client_ca: %w", err)); err != nil {
+				return nil, err
+			}
+		} else {
+			rt.clientCAs = x509.NewCertPool()
+			for _, c := range certs {
+				rt.clientCAs.AddCert(c)
+			}
 		}
-		rt.clientCAs = x509.NewCertPool()
-		for _, c := range certs {
-			rt.clientCAs.AddCert(c)
-		}
+	}
+	if len(problems) > 0 {
+		return rt, errors.Join(problems...)
 	}
 	return rt, nil
 }

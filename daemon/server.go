@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -132,6 +133,60 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.setStreamLimits(cfg)
 	s.metrics.ConfigLoaded(time.Now())
 	return s, nil
+}
+
+// Check loads the configuration at opts.ConfigPath, opens its backends and
+// resolves every tenant key, certificate and TLS file as New does, but does
+// not stop at the first problem: it returns every problem it found, joined
+// with errors.Join, or nil. Nothing listens and everything opened is closed
+// again; logs (warnings such as a backend resolved later) go to
+// opts.LogOutput.
+func Check(ctx context.Context, opts Options) error {
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(opts.LogOutput, &slog.HandlerOptions{Level: cfg.Server.SlogLevel()}))
+	var problems []error
+	if err := checkDir(cfg.Server.DataDir); err != nil {
+		problems = append(problems, fmt.Errorf("data_dir: %w", err))
+	}
+	var records []*registry.Record
+	if reg, err := openRegistry(ctx, cfg); err != nil {
+		problems = append(problems, fmt.Errorf("registry: %w", err))
+	} else {
+		if records, err = reg.Load(ctx); err != nil {
+			problems = append(problems, fmt.Errorf("registry: %w", err))
+		}
+		reg.Close()
+	}
+	if err := checkGeneration(ctx, cfg, records, log); err != nil {
+		problems = append(problems, err)
+	}
+	for _, w := range clientRuleWarnings(cfg) {
+		log.Warn(w)
+	}
+	return errors.Join(problems...)
+}
+
+// checkDir reports whether dir exists as a directory or could be created
+// (its nearest existing parent is a directory).
+func checkDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			return err
+		}
+	}
 }
 
 func (s *Server) openAudit(path string) error {
@@ -378,6 +433,14 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ConnContext:       connContext(kind),
+		// Streams set write deadlines (idle_timeout per write); net/http
+		// does not reset them between requests on a kept-alive
+		// connection, so clear them once a response is done.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateIdle {
+				_ = c.SetWriteDeadline(time.Time{})
+			}
+		},
 		// "OPTIONS *" goes through the client rules like any request
 		// (net/http would answer 200 itself, unaudited).
 		DisableGeneralOptionsHandler: true,

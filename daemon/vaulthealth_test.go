@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	// Registers the transit type (the daemon knows only registered types).
-	_ "github.com/envelopd/envelopd/backends/transit"
+	_ "github.com/envelopd/envelopd/backends/transit" // the transit backend type
 	"github.com/envelopd/envelopd/internal/testenv"
 	"github.com/envelopd/envelopd/internal/testenv/vaulttest"
 )

@@ -31,6 +31,19 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
+	if *check && !*dev {
+		// Every problem in one run, not one per run.
+		if err := daemon.Check(ctx, daemon.Options{ConfigPath: *cfgPath, LogOutput: env.stderr}); err != nil {
+			probs := flattenJoined(err)
+			for _, p := range probs {
+				fmt.Fprintf(env.stderr, "envelopd: %s\n", oneLine(p.Error()))
+			}
+			fmt.Fprintf(env.stderr, "envelopd: %s: %d problem(s); fix them and run serve -check again\n", *cfgPath, len(probs))
+			return errReported
+		}
+		fmt.Fprintln(env.stdout, "configuration ok")
+		return nil
+	}
 	var devSetup *daemon.Dev
 	if *dev {
 		d, err := daemon.SetupDev(ctx, filepath.Join(".", daemon.DevDirName), os.Getuid())
@@ -79,4 +92,18 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}()
 	return srv.Serve(ctx)
+}
+
+// flattenJoined lists the errors joined in err (errors.Join, nested), or err
+// itself.
+func flattenJoined(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, flattenJoined(e)...)
+	}
+	return out
 }

@@ -50,6 +50,9 @@ func register(c *command) {
 // printed why.
 var errUsage = errors.New("usage")
 
+// errReported means the command has printed its failure itself; it exits 1.
+var errReported = errors.New("failure reported")
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "devel"
 
@@ -89,6 +92,8 @@ func runMain(ctx context.Context, env *cliEnv, args []string) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errReported):
+		return 1
 	}
 	fmt.Fprintf(env.stderr, "envelopd: %s\n", oneLine(err.Error()))
 	return 1

@@ -7,14 +7,14 @@
 // daemon does not know is an error naming the full key and its line, for
 // example
 //
-//	/etc/envelopd/config.toml:14: unknown key tenants[0].keys[1].paddding
+//	/etc/envelopd/envelopd.toml:14: unknown key tenants[0].keys[1].paddding
 //
 // so that a typo never silently falls back to a default. Syntax errors keep
 // the TOML library's line and column. After decoding, the configuration is
 // validated as a whole and every problem is reported at once (joined with
 // [errors.Join]), each naming the field it is about:
 //
-//	config.toml:22: tenants[1].keys[0].backend: no backend named "hsm"
+//	envelopd.toml:22: tenants[1].keys[0].backend: no backend named "hsm"
 //
 // Every problem is a [*Problem]; errors.Is(err, [ErrInvalid]) holds for all of
 // them.
