@@ -51,17 +51,15 @@ func runAWSKMS(ctx context.Context, env *cliEnv, args []string) error {
 // kmsFlags are the connection flags every subcommand takes.
 type kmsFlags struct {
 	region, endpoint, profile string
-	timeout                   time.Duration
+	timeoutFlag
 }
 
 func (f *kmsFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.region, "region", "", "AWS region (default $AWS_REGION, then $AWS_DEFAULT_REGION)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "KMS endpoint URL (VPC endpoint; https, or http on loopback)")
 	fs.StringVar(&f.profile, "profile", "", "shared config profile for credentials")
-	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
+	f.addTimeout(fs, 2*time.Minute)
 }
-
-func (f *kmsFlags) limit() time.Duration { return f.timeout }
 
 func (f *kmsFlags) open(ctx context.Context, env *cliEnv, _ string) (*awskms.Backend, error) {
 	region := f.region
