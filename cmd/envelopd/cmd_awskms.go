@@ -111,7 +111,7 @@ func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *ref == "" {
-		return errors.New("awskms describe: -key is required")
+		return &usageError{cmd: "awskms describe", msg: "-key is required"}
 	}
 	return withBackend(ctx, env, "describe", &kf, func(ctx context.Context, b *awskms.Backend) error {
 		k, err := b.Key(ctx, *ref)
@@ -138,11 +138,11 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case *ref == "":
-		return errors.New("awskms certificate: -key is required")
+		return &usageError{cmd: "awskms certificate", msg: "-key is required"}
 	case *subject == "":
-		return errors.New("awskms certificate: -subject is required")
+		return &usageError{cmd: "awskms certificate", msg: "-subject is required"}
 	case *caCert == "" || *caKey == "":
-		return errors.New("awskms certificate: -ca-cert and -ca-key are required (a KMS ENCRYPT_DECRYPT key cannot sign its own certificate)")
+		return &usageError{cmd: "awskms certificate", msg: "-ca-cert and -ca-key are required (a KMS ENCRYPT_DECRYPT key cannot sign its own certificate)"}
 	case *days < 1 || *days > 36500:
 		return fmt.Errorf("awskms certificate: -days %d out of range 1..36500", *days)
 	}

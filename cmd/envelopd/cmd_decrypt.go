@@ -65,14 +65,14 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case modes == 0:
-		return errors.New("decrypt needs -key FILE, -keystore FILE or -socket PATH")
+		return usageErr(fs, "give -key FILE, -keystore FILE or -socket PATH")
 	case modes > 1:
-		return errors.New("use only one of -key, -keystore and -socket")
+		return usageErr(fs, "use only one of -key, -keystore and -socket")
 	case len(certs) > 0 && len(keys) == 0:
-		return errors.New("-cert goes with -key")
+		return usageErr(fs, "-cert goes with -key")
 	}
 	if *media != "" && *header == "" {
-		return errors.New("-media goes with -header recording.json")
+		return usageErr(fs, "-media goes with -header recording.json")
 	}
 	if *socket != "" {
 		return runClientDecrypt(ctx, env, clientOptions{Socket: *socket, In: *in, Out: *out, Header: *header, Media: *media})

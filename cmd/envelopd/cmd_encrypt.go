@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,22 +45,22 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *socket != "" {
 		if len(certs) > 0 || *oaep != "" || *keyid || *header != "" || len(cas) > 0 {
-			return errors.New("encrypt -socket takes only -tenant, -cipher, -in and -out: the daemon chooses the recipients")
+			return usageErr(fs, "-socket takes only -tenant, -cipher, -in and -out: the daemon chooses the recipients")
 		}
 		return runClientEncrypt(ctx, env, clientOptions{Socket: *socket, Tenant: *tenant, Cipher: *cipherName, In: *in, Out: *out})
 	}
 	if *tenant != "" {
-		return errors.New("-tenant needs -socket")
+		return usageErr(fs, "-tenant needs -socket")
 	}
 	if len(certs) == 0 {
-		return errors.New("encrypt needs at least one -cert (or -socket and -tenant)")
+		return usageErr(fs, "give at least one -cert FILE (or -socket PATH and -tenant NAME)")
 	}
 	c, err := envelope.ParseCipher(*cipherName)
 	if err != nil {
 		return fmt.Errorf("-cipher: %w", err)
 	}
 	if *header != "" && c.IsGCM() {
-		return errors.New("-header works with CBC ciphers only: a GCM tag cannot live in a header-only envelope")
+		return usageErr(fs, "-header works with CBC ciphers only: a GCM tag cannot live in a header-only envelope")
 	}
 	recips, err := loadRecipients(certs, cas, *oaep, *keyid)
 	if err != nil {
