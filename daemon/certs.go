@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/internal/pki"
 )
 
@@ -150,7 +151,7 @@ func (c *call) readUpload() (*uploadRequest, error) {
 }
 
 // handleCertUpload adds a certificate (and optionally imports its private
-// key into a backend) to a tenant. It persists in data_dir and survives
+// key into a backend) to a tenant. It persists in the registry and survives
 // restarts.
 //
 // A backend key belongs to at most one tenant (ownership.go): an upload may
@@ -332,7 +333,7 @@ func (s *Server) handleCertUpload(c *call) error {
 	}
 
 	// A "started" line goes out before anything changes (a private key
-	// imported into a backend, a file in data_dir); the final line says how
+	// imported into a backend, a record in the registry); the final line says how
 	// it ended. If the audit log is down, nothing changes.
 	ev.Outcome = "started"
 	if err := c.auditKey(ev, nil, ""); err != nil {
@@ -385,38 +386,62 @@ func sameUpload(k *tenantKey, req *uploadRequest, leaf *x509.Certificate, paddin
 }
 
 // applyUploadLocked imports the private key (if any) and stores the upload
-// in data_dir, rebuilding the generation. s.mu is held.
+// in the registry, rebuilding the generation. s.mu is held.
 func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain []*x509.Certificate, bs *backendState, imp backends.Importer, ref string, key *rsa.PrivateKey, padding backends.Padding) error {
-	u := &uploadRecord{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC()}
+	u := &uploadRecord{Version: 1, ID: req.ID, Tenant: t.name, Key: ref, Padding: padding.String(), State: req.State, KeyID: req.KeyID, Chain: chainPEM(chain), Created: time.Now().UTC().Truncate(time.Microsecond)}
+	// A shared registry that is down would leave an imported key without
+	// its record: find out first.
+	pctx, cancel := withTimeout(c.r.Context(), c.rt.cfg.Limits.BackendTimeout.Duration)
+	err := s.reg.Ping(pctx)
+	cancel()
+	if err != nil {
+		s.noteRegistry(err)
+		return registryError(err, t.name, req.ID)
+	}
+	setName := func() {
+		if bs != nil {
+			if name, err := keyName(bs, u.Key); err == nil {
+				u.KeyName = name
+			}
+		}
+	}
 	if bs != nil {
 		u.Backend = bs.name
 	}
-	dir := s.cfg.Server.DataDir
-	undo := func(dataDir string) { _ = removeUpload(dataDir, t.name, u.ID) }
+	setName()
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(c.r.Context()), 10*time.Second)
+	defer rcancel()
+	undo := func(ctx context.Context) { _ = s.reg.Delete(ctx, t.name, u.ID) }
+	write := func(ctx context.Context) error { return s.reg.Put(ctx, u) }
 	if key != nil {
 		// Crash safety (see reconcile in certstore.go): a pending record
 		// first, then the import, then the final record.
 		u.CreatedKey, u.Pending = true, true
-		if err := saveUpload(dir, u); err != nil {
-			return fmt.Errorf("data_dir: %w", err)
+		if err := s.reg.Put(rctx, u); err != nil {
+			if errors.Is(err, registry.ErrUnavailable) {
+				s.noteRegistry(err)
+			}
+			return registryError(err, t.name, req.ID)
 		}
 		testHookUpload("pending")
 		ctx, cancel := withTimeout(c.r.Context(), c.rt.cfg.Limits.BackendTimeout.Duration)
 		info, err := imp.ImportKey(ctx, backends.ImportRequest{Name: ref, Key: key, Chain: chain})
 		cancel()
 		if err != nil {
-			undo(dir)
+			undo(rctx)
 			return fmt.Errorf("importing the private key: %w", err)
 		}
 		testHookUpload("imported")
 		u.Pending = false
 		if info.Ref != "" {
 			u.Key = info.Ref
+			setName()
 		}
-		undo = func(dataDir string) {
+		write = func(ctx context.Context) error { return s.reg.Replace(ctx, u) }
+		undo = func(ctx context.Context) {
 			// The key was created by this request a moment ago and nothing
 			// uses it: take it out again where the backend can.
-			_ = removeUpload(dataDir, t.name, u.ID)
+			_ = s.reg.Delete(ctx, t.name, u.ID)
 			if d, ok := bs.b.(backends.Deleter); ok {
 				ctx, cancel := withTimeout(context.WithoutCancel(c.r.Context()), c.rt.cfg.Limits.BackendTimeout.Duration)
 				err := d.DeleteKey(ctx, u.Key)
@@ -430,7 +455,7 @@ func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain
 			}
 		}
 	}
-	return s.changeUploadsLocked(c, func(dataDir string) error { return saveUpload(dataDir, u) }, undo)
+	return s.changeUploadsLocked(c, write, undo, t.name, u.ID)
 }
 
 // testHookUpload, when set (tests), is called at the steps of an upload
@@ -439,23 +464,27 @@ func (s *Server) applyUploadLocked(c *call, t *tenant, req *uploadRequest, chain
 // panics there to simulate a daemon killed at that point.
 var testHookUpload = func(step string) {}
 
-// changeUploads applies a change to data_dir and rebuilds the generation; if
-// the rebuild fails the change is undone and the error returned (a key that
-// does not match its backend, say).
-func (s *Server) changeUploads(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
+// changeUploads applies a change to the registry and rebuilds the
+// generation; if the rebuild fails the change is undone and the error
+// returned (a key that does not match its backend, say).
+func (s *Server) changeUploads(c *call, do func(ctx context.Context) error, undo func(ctx context.Context), tenant, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.changeUploadsLocked(c, do, undo)
+	return s.changeUploadsLocked(c, do, undo, tenant, id)
 }
 
 // changeUploadsLocked is changeUploads with s.mu held.
-func (s *Server) changeUploadsLocked(c *call, do func(dataDir string) error, undo func(dataDir string)) error {
-	dir := s.cfg.Server.DataDir
-	if err := do(dir); err != nil {
-		return err
+func (s *Server) changeUploadsLocked(c *call, do func(ctx context.Context) error, undo func(ctx context.Context), tenant, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.r.Context()), 10*time.Second)
+	defer cancel()
+	if err := do(ctx); err != nil {
+		if errors.Is(err, registry.ErrUnavailable) {
+			s.noteRegistry(err)
+		}
+		return registryError(err, tenant, id)
 	}
 	if err := s.rebuildLocked(c.r.Context(), s.cfg); err != nil {
-		undo(dir)
+		undo(ctx)
 		return newAPIError(http.StatusUnprocessableEntity, "unusable", "the key cannot be used: %v", err)
 	}
 	return nil
@@ -479,26 +508,24 @@ func (s *Server) handleCertDelete(c *call) error {
 	if k.source != "upload" {
 		return newAPIError(http.StatusConflict, "configured", "key %q is in the configuration file; remove it there and reload", id)
 	}
-	rec, err := loadUploads(c.rt.cfg.Server.DataDir)
-	if err != nil {
-		return err
-	}
+	s.mu.Lock()
 	var saved *uploadRecord
-	for _, u := range rec[t.name] {
-		if u.ID == id {
+	for _, u := range s.records {
+		if u.Tenant == t.name && u.ID == id {
 			saved = u
 		}
 	}
+	s.mu.Unlock()
 	ev := c.event()
 	ev.Outcome = "started"
 	if err := c.auditKey(ev, k, ""); err != nil {
 		return err
 	}
-	err = s.changeUploads(c, func(dir string) error { return removeUpload(dir, t.name, id) }, func(dir string) {
+	err = s.changeUploads(c, func(ctx context.Context) error { return s.reg.Delete(ctx, t.name, id) }, func(ctx context.Context) {
 		if saved != nil {
-			_ = saveUpload(dir, saved)
+			_ = s.reg.Put(ctx, saved)
 		}
-	})
+	}, t.name, id)
 	c.auditOutcome(k, "", 0, err)
 	if err != nil {
 		return err

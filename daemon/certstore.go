@@ -4,28 +4,23 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/daemon/audit"
-	"github.com/envelopd/envelopd/internal/atomicfile"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/internal/pki"
 )
 
-// Uploaded certificates live in data_dir/tenants/<tenant>/certificates/<id>.json,
-// one JSON document each (uploadRecord), written atomically. They hold
-// certificates and key references only; private keys go into a backend.
+// Uploaded certificates are kept in the registry (package registry: files
+// in data_dir by default, or PostgreSQL), one registry.Record each. They
+// hold certificates and key references only; private keys go into a
+// backend.
 //
 // The records are also where key ownership created at run time is kept
 // (see ownership.go): CreatedKey marks an upload that imported its private
@@ -33,37 +28,14 @@ import (
 // Keys named by the configuration belong to the tenants that name them.
 
 // uploadRecord is one persisted upload.
-type uploadRecord struct {
-	Version int    `json:"version"`
-	ID      string `json:"id"`
-	Tenant  string `json:"tenant"`
-	Backend string `json:"backend,omitempty"`
-	Key     string `json:"key,omitempty"`
-	// CreatedKey: this upload imported its private key, creating the
-	// backend key Key, owned by Tenant.
-	CreatedKey bool `json:"created_key,omitempty"`
-	// Pending: written before the import of the private key, replaced
-	// once the key is in the backend. A record still pending when the
-	// daemon starts is reconciled (see reconcile).
-	Pending bool      `json:"pending,omitempty"`
-	Padding string    `json:"padding"`
-	State   string    `json:"state"`
-	KeyID   bool      `json:"keyid,omitempty"`
-	Chain   string    `json:"chain"` // PEM, leaf first
-	Created time.Time `json:"created"`
-
-	file string // where it was read from (messages)
-}
+type uploadRecord = registry.Record
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 func validID(id string) bool { return idPattern.MatchString(id) }
 
-func uploadDir(dataDir, tenant string) string {
-	return filepath.Join(dataDir, "tenants", url.PathEscape(tenant), "certificates")
-}
-
-func (u *uploadRecord) spec() (keySpec, error) {
+// specOf is the key spec of an upload record.
+func specOf(u *uploadRecord) (keySpec, error) {
 	if !validID(u.ID) {
 		return keySpec{}, fmt.Errorf("bad id %q", u.ID)
 	}
@@ -81,76 +53,7 @@ func (u *uploadRecord) spec() (keySpec, error) {
 	if state == "" {
 		state = "active"
 	}
-	return keySpec{id: u.ID, source: "upload", file: u.file, backend: u.Backend, ref: u.Key, chain: chain, padding: p, state: state, useKeyID: u.KeyID}, nil
-}
-
-// loadUploads reads every persisted upload, by tenant, sorted by id.
-func loadUploads(dataDir string) (map[string][]*uploadRecord, error) {
-	out := map[string][]*uploadRecord{}
-	if dataDir == "" {
-		return out, nil
-	}
-	root := filepath.Join(dataDir, "tenants")
-	tenants, err := os.ReadDir(root)
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	for _, td := range tenants {
-		if !td.IsDir() {
-			continue
-		}
-		dir := filepath.Join(root, td.Name(), "certificates")
-		files, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("data_dir: %w", err)
-		}
-		for _, f := range files {
-			if f.IsDir() || !strings.HasSuffix(f.Name(), ".json") || strings.HasPrefix(f.Name(), ".") {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(dir, f.Name()))
-			if err != nil {
-				return nil, fmt.Errorf("data_dir: %w", err)
-			}
-			var u uploadRecord
-			if err := json.Unmarshal(b, &u); err != nil {
-				return nil, fmt.Errorf("data_dir: %s: %w", filepath.Join(dir, f.Name()), err)
-			}
-			u.file = filepath.Join(dir, f.Name())
-			out[u.Tenant] = append(out[u.Tenant], &u)
-		}
-	}
-	for _, us := range out {
-		sort.Slice(us, func(i, j int) bool { return us[i].ID < us[j].ID })
-	}
-	return out, nil
-}
-
-// saveUpload persists u atomically (0600: it names keys).
-func saveUpload(dataDir string, u *uploadRecord) error {
-	dir := uploadDir(dataDir, u.Tenant)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(u, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(dir, u.ID+".json"), append(b, '\n'), 0o600)
-}
-
-func removeUpload(dataDir, tenant, id string) error {
-	dir := uploadDir(dataDir, tenant)
-	if err := os.Remove(filepath.Join(dir, id+".json")); err != nil {
-		return err
-	}
-	return atomicfile.SyncDir(dir)
+	return keySpec{id: u.ID, source: "upload", file: u.Origin, backend: u.Backend, ref: u.Key, chain: chain, padding: p, state: state, useKeyID: u.KeyID}, nil
 }
 
 // Crash safety of uploads with a private key. The upload writes its record
@@ -183,7 +86,7 @@ func (rt *generation) reconcile(ctx context.Context, u *uploadRecord, timeout ti
 					pub, _ = chain[0].PublicKey.(*rsa.PublicKey)
 				}
 				// A conflict surfaces when the upload completes.
-				_ = rt.owners.claim(name, pub, keyOwner{tenant: u.Tenant, keyID: u.ID, source: "interrupted upload, " + u.file})
+				_ = rt.owners.claim(name, pub, keyOwner{tenant: u.Tenant, keyID: u.ID, source: "interrupted upload, " + u.Origin})
 			}
 		}
 		return nil
@@ -221,22 +124,28 @@ func (rt *generation) reconcile(ctx context.Context, u *uploadRecord, timeout ti
 // settleUploads writes what building rt decided about interrupted uploads,
 // and audits it. s.mu is held (or the Server is not serving yet).
 func (s *Server) settleUploads(rt *generation) {
-	dir := rt.cfg.Server.DataDir
 	note := func(u *uploadRecord, outcome, code string, err error) {
-		if err != nil {
-			s.log.Error("interrupted certificate upload: cannot update data_dir (tried again at the next reload)", "tenant", u.Tenant, "id", u.ID, "error", err)
-			outcome, code = "error", "data_dir"
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			s.log.Error("interrupted certificate upload: cannot update the registry (tried again at the next reload)", "tenant", u.Tenant, "id", u.ID, "error", err)
+			outcome, code = "error", "registry"
 		}
 		ev := audit.Event{Time: time.Now().UTC(), Client: "envelopd", Op: "certificates_reconcile", Tenant: u.Tenant, KeyID: u.ID, Backend: u.Backend, Outcome: outcome, Error: code}
 		if err := s.logAudit(ev); err != nil {
 			s.log.Error("audit log write failed", "error", err)
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for _, u := range rt.completed {
-		note(u, "ok", "", saveUpload(dir, u))
+		if bs, ok := rt.backends[u.Backend]; ok && u.KeyName == "" {
+			if name, err := keyName(bs, u.Key); err == nil {
+				u.KeyName = name
+			}
+		}
+		note(u, "ok", "", s.reg.Replace(ctx, u))
 	}
 	for _, u := range rt.abandoned {
-		note(u, "error", "never_imported", removeUpload(dir, u.Tenant, u.ID))
+		note(u, "error", "never_imported", s.reg.Delete(ctx, u.Tenant, u.ID))
 	}
 	rt.completed, rt.abandoned = nil, nil
 }

@@ -44,7 +44,7 @@
 //
 // A backend key belongs to at most one tenant: the tenant whose
 // configuration names it, or whose upload created it by importing a private
-// key (recorded with the upload in data_dir). An upload may name an existing
+// key (recorded with the upload in the registry). An upload may name an existing
 // backend key only if its tenant owns it, and may not bring the certificate
 // of another tenant's backend key (403 not_key_owner, audited as a denial,
 // nothing stored). A configuration in which two tenants name the same key
@@ -59,7 +59,7 @@
 // Retry-After beyond), of which at most limits.max_streams_per_client for
 // one client and limits.max_streams_per_tenant for one tenant (429). The
 // limits live in the Server, not in a generation, so reloads and uploads
-// never reset them. Each stream holds one 512 KiB chunk, plus what the
+// never reset them. Each stream holds one 256 KiB chunk, plus what the
 // streams read ahead together within limits.read_ahead_bytes (an
 // envelope.Budget of the configuration generation). A request
 // with a Content-Length gets definite-length DER; a chunked one BER with
@@ -99,14 +99,23 @@
 // Reload (SIGHUP) builds a complete new generation (configuration, backends,
 // certificates, uploads) and swaps it in atomically; requests in flight
 // finish with the old one, whose backends close when its last request ends.
-// A failed reload keeps the old configuration. Listener addresses change
-// only at restart. Serve shuts down gracefully when its context ends
-// (SIGTERM): listeners close, running streams get limits.shutdown_timeout.
+// A failed reload keeps the old configuration; /v1/health then answers
+// "degraded" with the reason, and envelopd_config_reloads_total{result}
+// and envelopd_config_last_reload_success_timestamp_seconds show it.
+// Listener addresses change only at restart. Serve shuts down gracefully
+// when its context ends (SIGTERM): listeners close, running streams get
+// limits.shutdown_timeout. Reloads, certificate changes and shutdown
+// exclude each other: once shutdown began nothing installs a generation or
+// reopens the audit log, and a request that still arrives gets 503.
 //
 // # Concurrency
 //
 // A Server serves any number of concurrent requests; Reload may be called
 // concurrently with them. Certificate uploads and reloads are serialised.
+// Health checks of a backend are shared: /v1/health callers (and the
+// periodic check) that ask while one runs wait for it, each only until its
+// own deadline (backend_timeout), and a result younger than a second
+// serves them without a check.
 //
 // # Security
 //
@@ -126,8 +135,12 @@
 // backend (old recordings must stay playable); delete it there if needed.
 // Such a key then belongs to no tenant: no upload may name it again, an
 // operator may give it to a tenant in the configuration.
-// Uploaded certificates are stored as files in data_dir, one per key.
+// Uploaded certificates are kept in the registry (package registry): files
+// in data_dir by default, or a PostgreSQL database shared by several
+// instances, which then follow each other's changes within a second
+// (regsync.go).
 // Playback sessions live in memory: a restart ends them (players ask for a
-// new session). A GCM playback session holds a staged copy of the
+// new session), unless [playback] token_key seals them into their tokens
+// (playtoken.go). A GCM playback session holds a staged copy of the
 // ciphertext on disk while its key is cached.
 package daemon

@@ -46,8 +46,7 @@ func (s *Server) handleEncrypt(c *call) error {
 		c.auditOutcome(nil, ids, 0, err)
 		return err
 	}
-	buf := make([]byte, copyBuf)
-	_, err = io.CopyBuffer(ew, in, buf)
+	_, err = io.Copy(ew, in) // the writer reads into its own chunks (io.ReaderFrom)
 	if err == nil {
 		err = ew.Close()
 	} else {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -287,5 +288,48 @@ func TestMaxConnections(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting connection was not served after another closed")
+	}
+}
+
+// TestPlaybackSlowReaderAboveRate: min_stream_rate counts the bytes a
+// response sends whatever the endpoint (playback writes without full
+// duplex): a player that reads slowly but above the rate gets the whole
+// recording, one below it is broken off.
+func TestPlaybackSlowReaderAboveRate(t *testing.T) {
+	e := startPlayback(t, "\n[limits]\nmin_stream_rate = 1000\nmin_stream_rate_window = \"1s\"\n")
+	media := payload(2 << 20)
+	meta, _ := e.recordComplete(t, "t", "slow-reader", media, "video/mp4", "")
+	pr := e.mustCreate(t, "t", map[string]string{"metadata": meta})
+	resp := e.do(t, "GET", pr.URL, nil)
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("play: %d", resp.StatusCode)
+	}
+	// About 400 KiB/s: five seconds, far above 1000 bytes/s.
+	var got bytes.Buffer
+	buf := make([]byte, 40<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("a player reading at 400 KiB/s was broken off after %d bytes: %v", got.Len(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !bytes.Equal(got.Bytes(), media) {
+		t.Fatalf("%d bytes, want the %d of the recording", got.Len(), len(media))
+	}
+	// A player that stops reading is broken off and frees its slot.
+	resp = e.do(t, "GET", pr.URL, nil)
+	defer resp.Body.Close()
+	time.Sleep(3 * time.Second)
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Fatal("a player that stopped reading was not broken off")
+	}
+	if n := e.srv.streams.count(); n != 0 {
+		t.Errorf("%d streams still held", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/cipher"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/envelopd/envelopd/backends"
 	"github.com/envelopd/envelopd/daemon/config"
+	"github.com/envelopd/envelopd/daemon/registry"
 	"github.com/envelopd/envelopd/envelope"
 	"github.com/envelopd/envelopd/internal/pki"
 	"github.com/envelopd/envelopd/storage"
@@ -52,6 +54,9 @@ type generation struct {
 	clientCAs *x509.CertPool   // nil when mTLS is off
 
 	stores map[string]storage.Store // recording storage by name (playback)
+	// tokenKey seals play tokens for every instance ([playback] token_key,
+	// playtoken.go); nil when not configured.
+	tokenKey cipher.AEAD
 
 	stopHealth context.CancelFunc
 	readAhead  *envelope.Budget // shared by the streams (limits.read_ahead_bytes)
@@ -69,11 +74,20 @@ type backendState struct {
 	b        backends.Backend
 	required bool // some tenant key uses it
 
-	checkMu sync.Mutex // serialises health checks (held during the call)
-	mu      sync.Mutex // guards the state below (never held during a call)
-	checked time.Time  // when the state below was last set
+	mu       sync.Mutex // guards the state below (never held during a call)
+	checked  time.Time  // when the state below was last set
+	up       bool
+	lastErr  string
+	inflight *healthCheck // the running health check, nil when none
+}
+
+// healthCheck is one run of a backend's Health, shared by every caller
+// that asks while it runs.
+type healthCheck struct {
+	done    chan struct{} // closed when up and why are set
 	up      bool
-	lastErr string
+	why     string
+	started time.Time
 }
 
 // tenant is a configured tenant with its keys.
@@ -199,8 +213,9 @@ func policyTime() time.Time {
 
 // buildGeneration opens the backends of cfg and resolves every tenant key. On
 // error everything opened so far is closed again.
-func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) (rt *generation, err error) {
-	return buildGenerationMode(ctx, cfg, log, false)
+// The uploads are records as read from the registry.
+func buildGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) (rt *generation, err error) {
+	return buildGenerationMode(ctx, cfg, records, log, false)
 }
 
 // checkGeneration builds a generation of cfg as buildGeneration does but goes
@@ -208,15 +223,15 @@ func buildGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 // does not open, with its secrets; keys; certificates; TLS files), joined
 // with errors.Join. Keys of a backend that failed to open are not resolved
 // (their failure would only repeat the backend's). Everything is closed again.
-func checkGeneration(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	rt, err := buildGenerationMode(ctx, cfg, log, true)
+func checkGeneration(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger) error {
+	rt, err := buildGenerationMode(ctx, cfg, records, log, true)
 	if err == nil {
 		rt.closeBackends()
 	} // else closed by buildGenerationMode
 	return err
 }
 
-func buildGenerationMode(ctx context.Context, cfg *config.Config, log *slog.Logger, collect bool) (rt *generation, err error) {
+func buildGenerationMode(ctx context.Context, cfg *config.Config, records []*registry.Record, log *slog.Logger, collect bool) (rt *generation, err error) {
 	var problems []error
 	// fail records err: in collect mode it is kept and the build goes on
 	// (fail returns nil), otherwise the build stops with it.
@@ -260,11 +275,9 @@ func buildGenerationMode(ctx context.Context, cfg *config.Config, log *slog.Logg
 		}
 		rt.backends[name] = &backendState{name: name, typ: bc.Type, b: b}
 	}
-	uploads, err := loadUploads(cfg.Server.DataDir)
-	if err != nil {
-		if err := fail(err); err != nil {
-			return nil, err
-		}
+	uploads := map[string][]*registry.Record{}
+	for _, r := range records {
+		uploads[r.Tenant] = append(uploads[r.Tenant], r)
 	}
 	for _, tc := range cfg.Tenants {
 		t := &tenant{name: tc.Name, policy: &pki.Policy{Now: policyTime}}
@@ -299,7 +312,7 @@ func buildGenerationMode(ctx context.Context, cfg *config.Config, log *slog.Logg
 					continue
 				}
 			}
-			s, err := u.spec()
+			s, err := specOf(u)
 			if err != nil {
 				if err := fail(fmt.Errorf("tenant %q: uploaded certificate %q: %w", tc.Name, u.ID, err)); err != nil {
 					return nil, err
@@ -354,6 +367,9 @@ func buildGenerationMode(ctx context.Context, cfg *config.Config, log *slog.Logg
 		if err := fail(err); err != nil {
 			return nil, err
 		}
+	}
+	if rt.tokenKey, err = openTokenKey(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Server.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
@@ -662,34 +678,54 @@ func (rt *generation) closeBackends() {
 	}
 }
 
-// check runs a health check of bs unless its state is younger than maxAge
-// (a check, or a request that found the backend unavailable).
+// check returns the health of bs: its state when younger than maxAge (a
+// check, or a request that found the backend unavailable), else the result
+// of a health check, bounded by timeout. Callers that ask while a check
+// runs share it; each waits only until its own ctx ends, and then reports
+// the backend down for not answering in time (a Health that ignores its
+// context, such as a hung PKCS#11 call, holds up no one). The check runs
+// on after a caller gives up, detached from the caller's cancellation, and
+// records its result for the next caller.
 func (bs *backendState) check(ctx context.Context, timeout, maxAge time.Duration) (bool, string) {
-	bs.checkMu.Lock()
-	defer bs.checkMu.Unlock()
 	bs.mu.Lock()
 	if !bs.checked.IsZero() && time.Since(bs.checked) < maxAge {
 		defer bs.mu.Unlock()
 		return bs.up, bs.lastErr
 	}
+	hc := bs.inflight
+	if hc == nil {
+		hc = &healthCheck{done: make(chan struct{}), started: time.Now()}
+		bs.inflight = hc
+		go bs.runCheck(context.WithoutCancel(ctx), timeout, hc)
+	}
 	bs.mu.Unlock()
-	started := time.Now()
+	select {
+	case <-hc.done:
+		return hc.up, hc.why
+	case <-ctx.Done():
+		return false, fmt.Sprintf("the health check did not answer within %s", time.Since(hc.started).Round(time.Millisecond))
+	}
+}
+
+// runCheck runs hc: one call of Health, whose result becomes bs's state
+// unless a request failure was recorded meanwhile (newer news).
+func (bs *backendState) runCheck(ctx context.Context, timeout time.Duration, hc *healthCheck) {
 	ctx, cancel := withTimeout(ctx, timeout)
-	defer cancel()
 	err := bs.b.Health(ctx)
+	cancel()
 	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	if bs.checked.After(started) {
-		// A request failed while the check ran: that is newer news.
-		return bs.up, bs.lastErr
+	if !bs.checked.After(hc.started) {
+		bs.checked = time.Now()
+		bs.up = err == nil
+		bs.lastErr = ""
+		if err != nil {
+			bs.lastErr = err.Error()
+		}
 	}
-	bs.checked = time.Now()
-	bs.up = err == nil
-	bs.lastErr = ""
-	if err != nil {
-		bs.lastErr = err.Error()
-	}
-	return bs.up, bs.lastErr
+	hc.up, hc.why = bs.up, bs.lastErr
+	bs.inflight = nil
+	bs.mu.Unlock()
+	close(hc.done)
 }
 
 // status returns the last known state without checking.

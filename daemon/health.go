@@ -67,6 +67,13 @@ func (s *Server) handleHealth(c *call) error {
 		}
 		out.Reasons = append(out.Reasons, fmt.Sprintf("the configuration reload at %s failed, so the previous configuration is still in use: %s", rf.at.Format(time.RFC3339), rf.err))
 	}
+	if rd := s.regDown.Load(); rd != nil {
+		// The daemon serves the certificates it last read.
+		if out.Status == "ok" {
+			out.Status = "degraded"
+		}
+		out.Reasons = append(out.Reasons, fmt.Sprintf("the certificate registry has been unreachable since %s, so certificates cannot be changed and changes made elsewhere are not seen: %s", rd.at.Format(time.RFC3339), rd.err))
+	}
 	slices.Sort(out.Reasons)
 	return c.writeJSON(status, out)
 }

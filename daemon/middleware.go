@@ -216,7 +216,7 @@ type respWriter struct {
 	wrote bool
 	code  int
 	n     int64
-	// With st set (streams, once full duplex), every write waits at most
+	// With st set (streams), every write waits at most
 	// limits.idle_timeout for the client to read, and counts for the
 	// stream's rate.
 	st *stream

@@ -2,17 +2,20 @@
 //
 // A backend key belongs to at most one tenant. A tenant owns the keys its
 // [[tenants.keys]] name, and the keys its uploads created by importing a
-// private key (uploadRecord.CreatedKey, persisted in data_dir with the
+// private key (registry.Record.CreatedKey, persisted in the registry with the
 // upload, see certstore.go). An upload may name an existing backend key
 // only when the uploading tenant already owns it; a key nobody owns is not
-// free for the taking.
+// free for the taking. With a registry shared by several instances the
+// database enforces it as well: an upload's canonical key name has one
+// owning tenant (registry.ErrKeyOwned), so that two instances checking
+// their own tables at once cannot give one key to two tenants.
 //
 // Two references name the same key when their canonical names are equal
 // (backends.KeyNamer: the same keystore file, token, Vault mount or KMS
 // region, and the key in one normal form) or when the keys have the same
 // public key (the same key pair, which also catches what only the store
 // could resolve: a PKCS#11 label and an id, a KMS alias and its key id).
-// A configuration (with the uploads in data_dir) in which two tenants name
+// A configuration (with the uploads in the registry) in which two tenants name
 // the same key is refused when it loads, naming both tenants.
 //
 // The ownership table is built with every generation, from the

@@ -163,6 +163,13 @@ func (s *Server) handlePlaybackCreate(c *call) error {
 	}
 	sess.token = newToken()
 	sess.expires = s.play.clock().Add(pc.TokenLifetime.Duration)
+	if c.rt.tokenKey != nil { // any instance of the cluster serves it (playtoken.go)
+		if sess.token, err = sealToken(c.rt.tokenKey, sess); err != nil {
+			clear(dk.Key)
+			sk.Close()
+			return err
+		}
+	}
 	if !s.play.add(sess, dk, sk, pc) {
 		clear(dk.Key)
 		sk.Close()
@@ -288,6 +295,12 @@ func (s *Server) openRecording(c *call, sess *playSession) (*envelope.DataKey, *
 // handlePlay serves GET and HEAD /v1/play/<token>.
 func (s *Server) handlePlay(c *call) error {
 	sess := s.play.session(c.r.PathValue("token"))
+	if sess == nil && c.rt.tokenKey != nil {
+		var err error
+		if sess, err = s.adoptSession(c, c.r.PathValue("token")); err != nil {
+			return err
+		}
+	}
 	if sess == nil {
 		return newAPIError(http.StatusNotFound, "not_found", "unknown or expired playback token: create a new playback session")
 	}

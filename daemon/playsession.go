@@ -101,6 +101,25 @@ func (p *playback) add(s *playSession, dk *envelope.DataKey, sk *envelope.Seekab
 	return true
 }
 
+// adopt stores a session whose key is not unwrapped yet (a sealed token
+// of another instance); false when max sessions are alive. A session that
+// is there already stays.
+func (p *playback) adopt(s *playSession, pc config.Playback) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.init()
+	p.sweepLocked()
+	if _, ok := p.sessions[s.token]; ok {
+		return true
+	}
+	if len(p.sessions) >= pc.MaxSessions {
+		return false
+	}
+	p.sessions[s.token] = s
+	p.startJanitorLocked(pc)
+	return true
+}
+
 // full reports whether max sessions are alive (after dropping expired ones).
 func (p *playback) full(pc config.Playback) bool {
 	p.mu.Lock()

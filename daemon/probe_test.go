@@ -22,6 +22,10 @@ type probeState struct {
 	mu       sync.Mutex
 	fail     error         // returned by Decrypt and Health when set
 	hang     chan struct{} // Decrypt blocks until it is closed, when set
+	// healthHang, when set, makes Health block until it is closed,
+	// ignoring its context (as a hung PKCS#11 call does).
+	healthHang chan struct{}
+	healths    atomic.Int64 // Health calls
 }
 
 func (p *probeState) setFail(err error) {
@@ -78,6 +82,13 @@ func (b *probeBackend) Key(ctx context.Context, ref string) (backends.Key, error
 }
 
 func (b *probeBackend) Health(ctx context.Context) error {
+	b.st.healths.Add(1)
+	b.st.mu.Lock()
+	hang := b.st.healthHang
+	b.st.mu.Unlock()
+	if hang != nil {
+		<-hang
+	}
 	if err := b.st.failure(); err != nil {
 		return err
 	}

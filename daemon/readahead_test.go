@@ -27,7 +27,7 @@ func TestReadAheadBudget(t *testing.T) {
 			if budget == nil || budget.Limit() != tc.limit {
 				t.Fatalf("the generation's budget is %v, want a limit of %d", budget, tc.limit)
 			}
-			pt := bytes.Repeat([]byte("a recording "), 4*envelope.ChunkSize/12)
+			pt := bytes.Repeat([]byte("a recording "), 8*envelope.ChunkSize/12)
 			resp, err := p.client.Post("http://d/v1/tenants/t/encrypt", "application/octet-stream", bytes.NewReader(pt))
 			if err != nil {
 				t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/envelopd/envelopd/daemon/audit"
 	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/daemon/metrics"
+	"github.com/envelopd/envelopd/daemon/registry"
 )
 
 // Options configure a Server.
@@ -70,6 +71,13 @@ type Server struct {
 	inflight sync.WaitGroup
 
 	play playback // playback sessions and their key cache
+
+	// reg is the registry of uploads (regsync.go); records are the ones
+	// last read from it (guarded by mu); regDown is set while it cannot
+	// be read (health: degraded).
+	reg     registry.Registry
+	records []*registry.Record
+	regDown atomic.Pointer[reloadFailure]
 }
 
 // New loads the configuration, opens the audit log and the backends, and
@@ -104,8 +112,18 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.openAudit(cfg.Server.AuditLog); err != nil {
 		return nil, err
 	}
-	rt, err := buildGeneration(ctx, cfg, s.log)
+	if s.reg, err = openRegistry(ctx, cfg); err != nil {
+		s.audit.Load().Close()
+		return nil, err
+	}
+	if s.records, err = s.reg.Load(ctx); err != nil {
+		s.reg.Close()
+		s.audit.Load().Close()
+		return nil, err
+	}
+	rt, err := buildGeneration(ctx, cfg, s.records, s.log)
 	if err != nil {
+		s.reg.Close()
 		s.audit.Load().Close()
 		return nil, err
 	}
@@ -136,7 +154,16 @@ func Check(ctx context.Context, opts Options) error {
 	if err := checkDir(cfg.Server.DataDir); err != nil {
 		problems = append(problems, fmt.Errorf("data_dir: %w", err))
 	}
-	if err := checkGeneration(ctx, cfg, log); err != nil {
+	var records []*registry.Record
+	if reg, err := openRegistry(ctx, cfg); err != nil {
+		problems = append(problems, fmt.Errorf("registry: %w", err))
+	} else {
+		if records, err = reg.Load(ctx); err != nil {
+			problems = append(problems, fmt.Errorf("registry: %w", err))
+		}
+		reg.Close()
+	}
+	if err := checkGeneration(ctx, cfg, records, log); err != nil {
 		problems = append(problems, err)
 	}
 	for _, w := range clientRuleWarnings(cfg) {
@@ -276,6 +303,9 @@ func (s *Server) reloadLocked(ctx context.Context) error {
 			return err
 		}
 	}
+	if registryKind(cfg) != registryKind(s.cfg) {
+		return errors.New("[registry] changed: it takes effect at the next restart; restore it to reload")
+	}
 	if err := s.rebuildLocked(ctx, cfg); err != nil {
 		return err
 	}
@@ -314,10 +344,12 @@ func (s *Server) rebuildLocked(ctx context.Context, cfg *config.Config) error {
 	if s.stopping {
 		return errShuttingDown
 	}
-	rt, err := buildGeneration(ctx, cfg, s.log)
+	recs, _ := s.loadRecordsLocked(ctx) // unreachable: the records last read
+	rt, err := buildGeneration(ctx, cfg, recs, s.log)
 	if err != nil {
 		return err
 	}
+	s.records = recs
 	s.install(rt)
 	s.settleUploads(rt)
 	return nil
@@ -360,6 +392,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		lns = append(lns, l)
 		s.addServer(l, handler, "tcp", cfg)
 	}
+	if _, shared := s.reg.(registry.Watcher); shared {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		interval := cfg.Registry.ReconcileInterval.Duration
+		if interval <= 0 {
+			interval = config.DefaultReconcileInterval
+		}
+		go s.followRegistry(fctx, interval)
+	}
 	errc := make(chan error, len(lns))
 	s.listenMu.Lock()
 	for i, srv := range s.servers {
@@ -392,6 +433,14 @@ func (s *Server) addServer(l net.Listener, h http.Handler, kind string, cfg *con
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ConnContext:       connContext(kind),
+		// Streams set write deadlines (idle_timeout per write); net/http
+		// does not reset them between requests on a kept-alive
+		// connection, so clear them once a response is done.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateIdle {
+				_ = c.SetWriteDeadline(time.Time{})
+			}
+		},
 		// "OPTIONS *" goes through the client rules like any request
 		// (net/http would answer 200 itself, unaudited).
 		DisableGeneralOptionsHandler: true,
@@ -452,6 +501,9 @@ func (s *Server) release() error {
 	s.stopping = true
 	if rt := s.rt.Swap(nil); rt != nil {
 		rt.retire()
+	}
+	if s.reg != nil {
+		s.reg.Close()
 	}
 	s.play.closeAll()
 	return s.audit.Load().Close()

@@ -310,7 +310,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", backends.ErrDecrypt), 400, "decrypt_failed"},
 		{envelope.ErrNoRecipient, 404, "unknown_recipient"},
 		{fmt.Errorf("x: %w", envelope.ErrMalformed), 400, "malformed"},
-		{&backends.Error{Backend: "transit", Op: "decrypt", Err: backends.ErrUnavailable}, 503, "backend_unavailable"},
+		{&backends.Error{Backend: "vault", Type: "transit", Op: "decrypt", Err: backends.ErrUnavailable}, 503, "backend_unavailable"},
 		{&backends.Error{Err: backends.ErrPermission}, 503, "backend_refused"},
 		{&http.MaxBytesError{Limit: 10}, 413, "too_large"},
 		{&pki.PolicyError{}, 422, "certificate_policy"},

@@ -55,6 +55,10 @@ func (c *call) acquireStream(tenant string) (done func(), err error) {
 	}
 	st := &stream{slot: sl, rc: http.NewResponseController(c.w), stall: lim.IdleTimeout.Duration, stopWatch: make(chan struct{})}
 	c.stream = st
+	// Every response byte counts for the rate, and every write waits at
+	// most idle_timeout for the client, whether or not the endpoint
+	// streams full duplex.
+	c.w.st = st
 	g := c.s.metrics.StreamsInFlight()
 	g.Inc()
 	if lim.MinStreamRate > 0 {
@@ -181,14 +185,11 @@ func (c *call) streamBody() *countingReader {
 // first byte of a streamed response, while the body is still being read.
 // Not earlier: an error answered before that must leave net/http in charge
 // of the unread body (it discards a little or marks the connection close).
-// From then on every write waits at most limits.idle_timeout for the
-// client to read.
 func (c *call) startDuplex() {
 	rc := http.NewResponseController(c.w)
 	if rc.EnableFullDuplex() == nil {
 		c.duplex = true
 	}
-	c.w.st = c.stream
 }
 
 // stopBody cuts the codec off the request body: a read-ahead goroutine that

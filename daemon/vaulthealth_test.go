@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/envelopd/envelopd/backends/transit" // the transit backend type
 	"github.com/envelopd/envelopd/internal/testenv"
 	"github.com/envelopd/envelopd/internal/testenv/vaulttest"
 )

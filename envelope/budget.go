@@ -31,7 +31,7 @@ const (
 	// write, and in which they take from a Budget.
 	ChunkSize = chunkSize
 	// MaxAhead is the most chunks one stream takes from its Budget.
-	MaxAhead = 4
+	MaxAhead = 8
 )
 
 // NewBudget returns a budget of limit bytes for the read-ahead of the

@@ -76,7 +76,7 @@
 //
 // # Performance
 //
-// Data moves in 512 KiB chunks (ChunkSize) from a pool. AES-CBC runs in
+// Data moves in 256 KiB chunks (ChunkSize) from a pool. AES-CBC runs in
 // internal/aescbc: assembly on amd64 (one call per chunk; decryption 8 to
 // 32 blocks wide, with VAES where the CPU has it), crypto/cipher
 // elsewhere. The writer encrypts and writes in goroutines chained in

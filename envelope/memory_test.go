@@ -159,8 +159,8 @@ func TestConstantMemory(t *testing.T) {
 	}
 }
 
-// Benchmarks report MB/s of plaintext; compare with openssl in
-// contrib/bench (DOMAIN.md §2 has the figures of this machine).
+// Benchmarks report MB/s of plaintext; contrib/bench/bench.sh compares
+// envelopd with openssl side by side (figures in README.md, Performance).
 const benchSize = 64 << 20
 
 func BenchmarkEncrypt(b *testing.B) {

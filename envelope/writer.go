@@ -19,7 +19,7 @@ import (
 const (
 	// chunkSize is the unit of work of the pipelines (and the size of the
 	// OCTET STRING chunks of a BER envelope). A multiple of the AES block.
-	chunkSize = 512 << 10
+	chunkSize = 256 << 10
 	// chunkHead is room before a chunk for an OCTET STRING header (writer)
 	// or a held-back plaintext block (reader); chunkTail is room for padding.
 	chunkHead = 16

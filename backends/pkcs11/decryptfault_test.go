@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11
 
 // The C_Decrypt fault seam: return values SoftHSM never produces, through

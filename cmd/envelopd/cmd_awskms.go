@@ -51,17 +51,15 @@ func runAWSKMS(ctx context.Context, env *cliEnv, args []string) error {
 // kmsFlags are the connection flags every subcommand takes.
 type kmsFlags struct {
 	region, endpoint, profile string
-	timeout                   time.Duration
+	timeoutFlag
 }
 
 func (f *kmsFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.region, "region", "", "AWS region (default $AWS_REGION, then $AWS_DEFAULT_REGION)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "KMS endpoint URL (VPC endpoint; https, or http on loopback)")
 	fs.StringVar(&f.profile, "profile", "", "shared config profile for credentials")
-	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
+	f.addTimeout(fs, 2*time.Minute)
 }
-
-func (f *kmsFlags) limit() time.Duration { return f.timeout }
 
 func (f *kmsFlags) open(ctx context.Context, env *cliEnv, _ string) (*awskms.Backend, error) {
 	region := f.region
@@ -99,10 +97,7 @@ func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return fmt.Errorf("key %s was created but cannot be read back: %w", info.ID, err)
 		}
-		if err := printKey(env.stdout, info.Ref, k.(*awskms.Key)); err != nil {
-			return err
-		}
-		return writePublic(env, *out, k.Public())
+		return showKey(env, info.Ref, k, *out)
 	})
 }
 
@@ -123,10 +118,7 @@ func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := printKey(env.stdout, *ref, k.(*awskms.Key)); err != nil {
-			return err
-		}
-		return writePublic(env, *out, k.Public())
+		return showKey(env, *ref, k, *out)
 	})
 }
 
@@ -203,10 +195,14 @@ func printKey(w io.Writer, ref string, k *awskms.Key) error {
 	return err
 }
 
-// writePublic writes pub to path if -out was given.
-func writePublic(env *cliEnv, path string, pub any) error {
-	if path == "" {
+// showKey prints k (see printKey) and writes its public key to out (PEM)
+// if -out was given.
+func showKey(env *cliEnv, ref string, k backends.Key, out string) error {
+	if err := printKey(env.stdout, ref, k.(*awskms.Key)); err != nil {
+		return err
+	}
+	if out == "" {
 		return nil
 	}
-	return writePublicKeyPEM(env, path, pub)
+	return writePublicKeyPEM(env, out, k.Public())
 }

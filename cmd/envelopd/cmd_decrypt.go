@@ -160,7 +160,8 @@ func describeEnvelopeErr(err error) error {
 }
 
 // describeDecryptErr turns codec errors into CLI messages. Every decryption
-// failure stays one message (DOMAIN.md §4).
+// failure (wrong key, bad PKCS#1 v1.5 or CBC padding, GCM tag) stays one
+// message: any difference would be a padding oracle (Bleichenbacher).
 func describeDecryptErr(err error, h *envelope.Header) error {
 	switch {
 	case errors.Is(err, envelope.ErrDecrypt):

@@ -57,7 +57,7 @@ func runPKCS11(ctx context.Context, env *cliEnv, args []string) error {
 
 type pkcs11Flags struct {
 	module, token, serial, pin string
-	timeout                    time.Duration
+	timeoutFlag
 }
 
 func (f *pkcs11Flags) add(fs *flag.FlagSet) {
@@ -69,10 +69,8 @@ func (f *pkcs11Flags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.token, "token", "", "token label")
 	fs.StringVar(&f.serial, "serial", "", "token serial number (instead of -token)")
 	fs.StringVar(&f.pin, "pin", "env:ENVELOPD_PKCS11_PIN", "user PIN reference: env:NAME, file:PATH or pass:VALUE")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "overall time limit")
+	f.addTimeout(fs, 5*time.Minute)
 }
-
-func (f *pkcs11Flags) limit() time.Duration { return f.timeout }
 
 func (f *pkcs11Flags) open(ctx context.Context, _ *cliEnv, cmd string) (*pkcs11.Backend, error) {
 	switch {

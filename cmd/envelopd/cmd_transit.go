@@ -49,7 +49,7 @@ func runTransit(ctx context.Context, env *cliEnv, args []string) error {
 // transitFlags are the connection flags every subcommand takes.
 type transitFlags struct {
 	address, token, mount, namespace, caCert, serverName, name string
-	timeout                                                    time.Duration
+	timeoutFlag
 }
 
 func (f *transitFlags) add(fs *flag.FlagSet) {
@@ -60,10 +60,8 @@ func (f *transitFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.caCert, "ca-cert", "", "PEM file of CAs that sign Vault's certificate")
 	fs.StringVar(&f.serverName, "tls-server-name", "", "name to verify in Vault's certificate")
 	fs.StringVar(&f.name, "name", "", "Transit key name; NAME@VERSION selects a version (required)")
-	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
+	f.addTimeout(fs, 2*time.Minute)
 }
-
-func (f *transitFlags) limit() time.Duration { return f.timeout }
 
 func (f *transitFlags) open(ctx context.Context, _ *cliEnv, cmd string) (*transit.Backend, error) {
 	switch {

@@ -64,6 +64,16 @@ type backendFlags[B io.Closer] interface {
 	limit() time.Duration
 }
 
+// timeoutFlag is the -timeout of the backend subcommands that reach a
+// server or a token; embedded, it gives their flags the limit method.
+type timeoutFlag struct{ timeout time.Duration }
+
+func (f *timeoutFlag) addTimeout(fs *flag.FlagSet, def time.Duration) {
+	fs.DurationVar(&f.timeout, "timeout", def, "overall time limit")
+}
+
+func (f *timeoutFlag) limit() time.Duration { return f.timeout }
+
 // withBackend is the shape of every backend subcommand once its own flags
 // are checked: within f's time limit it opens the backend, runs act (which
 // does the work and prints), and closes the backend whatever act returns.

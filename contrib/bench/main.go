@@ -99,13 +99,15 @@ type comparison struct {
 }
 
 type bench struct {
-	work    string
-	bin     string
-	size    int64
-	sum     [32]byte
-	runs    int
-	results []*comparison
-	missed  []string
+	work string
+	bin  string
+	size int64
+	sum  [32]byte
+	runs int
+	// maxStreams is the daemon's limits.max_streams.
+	maxStreams int
+	results    []*comparison
+	missed     []string
 }
 
 func main() {
@@ -139,7 +141,7 @@ func main() {
 	}
 	atExit(func() { os.RemoveAll(work) })
 	defer runCleanups()
-	b := &bench{work: work, bin: filepath.Join(work, "envelopd"), size: n, runs: max(*runs, 1)}
+	b := &bench{work: work, bin: filepath.Join(work, "envelopd"), size: n, runs: max(*runs, 1), maxStreams: 2 * max(*soakChains, 32)}
 	must(exec.Command("go", "build", "-o", b.bin, "./cmd/envelopd"))
 	must(exec.Command("openssl", "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", b.p("k.pem"), "-out", b.p("c.pem"), "-subj", "/CN=bench", "-days", "2"))
 	b.sum = writeRandom(b.p("plain"), n)
@@ -347,7 +349,8 @@ func (b *bench) soak(dur time.Duration, chains int, size int64) {
 	d.resetPeak()
 	var trips, errs atomic.Int64
 	var firstErr atomic.Value
-	var peak atomic.Int64
+	var peak, peakHeap atomic.Int64
+	gc0 := d.metric("go_gc_duration_seconds_count")
 	stop := make(chan struct{})
 	var sampler sync.WaitGroup
 	sampler.Add(1)
@@ -355,6 +358,7 @@ func (b *bench) soak(dur time.Duration, chains int, size int64) {
 		defer sampler.Done()
 		for {
 			peak.Store(max(peak.Load(), d.status("VmRSS")))
+			peakHeap.Store(max(peakHeap.Load(), int64(d.metric("go_memstats_heap_inuse_bytes"))))
 			select {
 			case <-stop:
 				return
@@ -370,9 +374,12 @@ func (b *bench) soak(dur time.Duration, chains int, size int64) {
 		go func() {
 			defer wg.Done()
 			pt := make([]byte, size)
+			rand.Read(pt)
+			var env, out bytes.Buffer
+			env.Grow(int(size) + 64<<10)
+			out.Grow(int(size))
 			for time.Now().Before(deadline) {
-				rand.Read(pt)
-				err := d.roundTrip(pt)
+				err := d.roundTrip(pt, &env, &out)
 				if err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -390,6 +397,7 @@ func (b *bench) soak(dur time.Duration, chains int, size int64) {
 	hwm := d.status("VmHWM")
 	peakRSS := max(peak.Load(), hwm)
 	cpu := d.cpu()
+	gcs := d.metric("go_gc_duration_seconds_count") - gc0
 	fmt.Printf("  %d round trips (%.1f/s, %.0f MB/s of plaintext each way), %d errors\n",
 		trips.Load(), float64(trips.Load())/elapsed.Seconds(), float64(trips.Load()*size)/elapsed.Seconds()/1e6, errs.Load())
 	if e := firstErr.Load(); e != nil {
@@ -397,6 +405,7 @@ func (b *bench) soak(dur time.Duration, chains int, size int64) {
 	}
 	fmt.Printf("  daemon RSS: %.1f MiB idle, peak %.1f MiB (%.2f MiB per chain above idle); daemon CPU %.1f s\n",
 		float64(baseRSS)/(1<<20), float64(peakRSS)/(1<<20), float64(peakRSS-baseRSS)/float64(chains)/(1<<20), cpu.Seconds())
+	fmt.Printf("  daemon Go heap in use: peak %.1f MiB (sampled each 100 ms); %.0f garbage collections\n", float64(peakHeap.Load())/(1<<20), gcs)
 	verdict := "met"
 	if peakRSS > 96<<20 || errs.Load() > 0 || trips.Load() == 0 {
 		verdict = "MISSED"
@@ -461,6 +470,11 @@ data_dir = %q
 audit_log = %q
 log_level = "warn"
 
+[limits]
+# Headroom over the soak's chains: a client sends its next request as soon
+# as it has read a response, before the daemon's handler has returned.
+max_streams = %d
+
 [backends.local]
 type = "file"
 keystore = %q
@@ -478,7 +492,7 @@ name = "bench"
 uid = %d
 tenants = ["*"]
 allow = ["encrypt", "decrypt"]
-`, sock, filepath.Join(dir, "data"), filepath.Join(dir, "audit.log"), ks, os.Getuid())
+`, sock, filepath.Join(dir, "data"), filepath.Join(dir, "audit.log"), b.maxStreams, ks, os.Getuid())
 	cfgPath := filepath.Join(dir, "envelopd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		fatal(err)
@@ -551,6 +565,25 @@ func (d *daemonProc) status(field string) int64 {
 	return 0
 }
 
+// metric returns the value of an unlabelled metric of the daemon's
+// /metrics (0 if it cannot be read).
+func (d *daemonProc) metric(name string) float64 {
+	resp, err := d.client.Get("http://envelopd/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
 // cpu returns the daemon's CPU time so far (user + system).
 func (d *daemonProc) cpu() time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
@@ -608,33 +641,31 @@ func (d *daemonProc) request(path, in, out string) (sample, error) {
 	return sample{wall: wall, cpu: d.cpu() - cpu0, rss: d.status("VmHWM")}, nil
 }
 
-// roundTrip encrypts pt through the daemon, decrypts the envelope through
-// it, and compares.
-func (d *daemonProc) roundTrip(pt []byte) error {
-	post := func(path string, body []byte) ([]byte, error) {
+// roundTrip encrypts pt through the daemon into env, decrypts env through
+// it into out, and compares.
+func (d *daemonProc) roundTrip(pt []byte, env, out *bytes.Buffer) error {
+	post := func(path string, body []byte, dst *bytes.Buffer) error {
+		dst.Reset()
 		resp, err := d.client.Post("http://envelopd"+path, "application/octet-stream", bytes.NewReader(body))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer resp.Body.Close()
-		out, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+		if _, err := dst.ReadFrom(resp.Body); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, bytes.TrimSpace(out))
+			return fmt.Errorf("%s: %s: %s", path, resp.Status, bytes.TrimSpace(dst.Bytes()))
 		}
-		return out, nil
+		return nil
 	}
-	env, err := post("/v1/tenants/bench/encrypt", pt)
-	if err != nil {
+	if err := post("/v1/tenants/bench/encrypt", pt, env); err != nil {
 		return err
 	}
-	got, err := post("/v1/decrypt", env)
-	if err != nil {
+	if err := post("/v1/decrypt", env.Bytes(), out); err != nil {
 		return err
 	}
-	if !bytes.Equal(got, pt) {
+	if !bytes.Equal(out.Bytes(), pt) {
 		return fmt.Errorf("round trip: plaintext differs")
 	}
 	return nil

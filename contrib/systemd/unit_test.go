@@ -91,7 +91,7 @@ func TestUnitMatchesExampleConfig(t *testing.T) {
 	if !strings.HasPrefix(c.Server.AuditLog, state+"/") {
 		t.Errorf("audit_log %s is not in StateDirectory %s (ProtectSystem=strict)", c.Server.AuditLog, state)
 	}
-	if !strings.Contains(d["ExecStart"][0], " serve -config /etc/"+d["ConfigurationDirectory"][0]+"/config.toml") {
+	if !strings.Contains(d["ExecStart"][0], " serve -config /etc/"+d["ConfigurationDirectory"][0]+"/envelopd.toml") {
 		t.Errorf("ExecStart = %q", d["ExecStart"][0])
 	}
 }

@@ -7,14 +7,14 @@
 // daemon does not know is an error naming the full key and its line, for
 // example
 //
-//	/etc/envelopd/config.toml:14: unknown key tenants[0].keys[1].paddding
+//	/etc/envelopd/envelopd.toml:14: unknown key tenants[0].keys[1].paddding
 //
 // so that a typo never silently falls back to a default. Syntax errors keep
 // the TOML library's line and column. After decoding, the configuration is
 // validated as a whole and every problem is reported at once (joined with
 // [errors.Join]), each naming the field it is about:
 //
-//	config.toml:22: tenants[1].keys[0].backend: no backend named "hsm"
+//	envelopd.toml:22: tenants[1].keys[0].backend: no backend named "hsm"
 //
 // Every problem is a [*Problem]; errors.Is(err, [ErrInvalid]) holds for all of
 // them.
@@ -143,6 +143,8 @@ type Config struct {
 	// playback; Playback is the [playback] table.
 	Storage  map[string]*Storage `toml:"storage"`
 	Playback Playback            `toml:"playback"`
+	// Registry is the [registry] table: where uploads are kept.
+	Registry Registry `toml:"registry"`
 
 	// File is the file name the configuration was parsed from (for messages).
 	File string `toml:"-"`
@@ -280,7 +282,7 @@ type Limits struct {
 	// stream whose client neither sends nor reads for that long (default 2m).
 	IdleTimeout Duration `toml:"idle_timeout"`
 	// ReadAheadBytes is the memory all encrypt/decrypt streams together may
-	// hold ahead of their clients, beyond one 512 KiB chunk each (default
+	// hold ahead of their clients, beyond one 256 KiB chunk each (default
 	// 16 MiB; 0: none, streams work synchronously).
 	ReadAheadBytes int64 `toml:"read_ahead_bytes"`
 }

@@ -23,6 +23,7 @@ type rawConfig struct {
 	Clients  []Client                  `toml:"clients"`
 	Storage  map[string]*Storage       `toml:"storage"`
 	Playback Playback                  `toml:"playback"`
+	Registry Registry                  `toml:"registry"`
 }
 
 // source is a parsed document shared by a Config and its Backends: the
@@ -61,6 +62,7 @@ func decode(data []byte, filename string) (*Config, []*Problem, error) {
 		Clients:  raw.Clients,
 		Storage:  raw.Storage,
 		Playback: raw.Playback,
+		Registry: raw.Registry,
 		File:     filename,
 		src:      src,
 	}

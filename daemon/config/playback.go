@@ -67,6 +67,11 @@ type Playback struct {
 	// limits.max_staging_bytes_per_stream and limits.max_staging_bytes);
 	// default server.staging_dir.
 	StagingDir string `toml:"staging_dir"`
+	// TokenKey is a secret reference (env:, file:, pass:) to a key shared
+	// by every instance of a cluster, at least 32 bytes: play tokens are
+	// then sealed with it and carry their session, so that any instance
+	// serves them. Empty (default): tokens are valid on this instance only.
+	TokenKey string `toml:"token_key"`
 }
 
 func defaultPlayback() Playback {

@@ -220,6 +220,7 @@ func (c *Config) validate(opts Options) []*Problem {
 	}
 
 	c.validatePlayback(v)
+	c.validateRegistry(v)
 
 	// [[clients]]
 	clientNames := map[string]bool{}

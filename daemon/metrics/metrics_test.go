@@ -52,7 +52,7 @@ envelopd_bytes_total{direction="out",op="encrypt"} 1300
 func TestBackendMetrics(t *testing.T) {
 	m := New()
 	m.ObserveBackend("hsm", "decrypt", time.Millisecond, nil)
-	m.ObserveBackend("hsm", "decrypt", time.Millisecond, &backends.Error{Backend: "pkcs11", Op: "decrypt", Err: backends.ErrUnavailable})
+	m.ObserveBackend("hsm", "decrypt", time.Millisecond, &backends.Error{Backend: "hsm", Type: "pkcs11", Op: "decrypt", Err: backends.ErrUnavailable})
 	m.ObserveBackend("hsm", "health", time.Millisecond, context.DeadlineExceeded)
 	m.ObserveBackend("kms", "decrypt", time.Millisecond, errors.New("boom"))
 	m.SetBackendUp("hsm", false)

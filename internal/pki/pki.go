@@ -1,6 +1,8 @@
 // Package pki reads and writes the RSA private keys and X.509 certificates
 // envelopd works with, and applies the certificate policy of the recording
-// encryption model (DOMAIN.md §1).
+// encryption model: RSA keys of 2048 bits or more and a certificate chaining
+// to the tenant's root CA within its validity window for new encryption;
+// older and weaker keys still decrypt, so old recordings stay playable.
 //
 // # Keys
 //
