@@ -34,6 +34,7 @@ var usageCases = map[string]usageCase{
 	"inspect":  {prefix: []string{"inspect"}},
 	"keystore": {prefix: []string{"keystore", "list"}, missing: []string{"keystore", "list"}},
 	"pkcs11":   {prefix: []string{"pkcs11", "list"}, missing: []string{"pkcs11", "list", "-module", "/nonexistent.so"}},
+	"registry": {prefix: []string{"registry", "migrate"}},
 	"rewrap":   {prefix: []string{"rewrap"}},
 	"serve":    {prefix: []string{"serve"}, missing: []string{"serve"}},
 	"transit":  {prefix: []string{"transit", "generate"}, missing: []string{"transit", "generate", "-address", "http://127.0.0.1:1"}},
