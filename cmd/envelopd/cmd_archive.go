@@ -68,11 +68,8 @@ func runArchive(ctx context.Context, env *cliEnv, args []string) error {
 func parseInterspersed(fs *flag.FlagSet, args []string) (string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", flag.ErrHelp
-			}
-			return "", errUsage
+		if err := parseQuiet(fs, args); err != nil {
+			return "", err
 		}
 		if fs.NArg() == 0 {
 			break
@@ -82,15 +79,11 @@ func parseInterspersed(fs *flag.FlagSet, args []string) (string, error) {
 	}
 	switch len(pos) {
 	case 0:
-		fmt.Fprintf(fs.Output(), "envelopd %s: which archive? give its file name\n", fs.Name())
-		fs.Usage()
-		return "", errUsage
+		return "", usageErr(fs, "which archive? give its file name")
 	case 1:
 		return pos[0], nil
 	}
-	fmt.Fprintf(fs.Output(), "envelopd %s: one archive at a time (got %q and %q)\n", fs.Name(), pos[0], pos[1])
-	fs.Usage()
-	return "", errUsage
+	return "", usageErr(fs, "one archive at a time (got %q and %q)", pos[0], pos[1])
 }
 
 func runArchiveOp(ctx context.Context, env *cliEnv, op recording.Op, args []string) error {

@@ -51,17 +51,15 @@ func runAWSKMS(ctx context.Context, env *cliEnv, args []string) error {
 // kmsFlags are the connection flags every subcommand takes.
 type kmsFlags struct {
 	region, endpoint, profile string
-	timeout                   time.Duration
+	timeoutFlag
 }
 
 func (f *kmsFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.region, "region", "", "AWS region (default $AWS_REGION, then $AWS_DEFAULT_REGION)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "KMS endpoint URL (VPC endpoint; https, or http on loopback)")
 	fs.StringVar(&f.profile, "profile", "", "shared config profile for credentials")
-	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
+	f.addTimeout(fs, 2*time.Minute)
 }
-
-func (f *kmsFlags) limit() time.Duration { return f.timeout }
 
 func (f *kmsFlags) open(ctx context.Context, env *cliEnv, _ string) (*awskms.Backend, error) {
 	region := f.region
@@ -113,7 +111,7 @@ func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *ref == "" {
-		return errors.New("awskms describe: -key is required")
+		return &usageError{cmd: "awskms describe", msg: "-key is required"}
 	}
 	return withBackend(ctx, env, "describe", &kf, func(ctx context.Context, b *awskms.Backend) error {
 		k, err := b.Key(ctx, *ref)
@@ -140,11 +138,11 @@ func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case *ref == "":
-		return errors.New("awskms certificate: -key is required")
+		return &usageError{cmd: "awskms certificate", msg: "-key is required"}
 	case *subject == "":
-		return errors.New("awskms certificate: -subject is required")
+		return &usageError{cmd: "awskms certificate", msg: "-subject is required"}
 	case *caCert == "" || *caKey == "":
-		return errors.New("awskms certificate: -ca-cert and -ca-key are required (a KMS ENCRYPT_DECRYPT key cannot sign its own certificate)")
+		return &usageError{cmd: "awskms certificate", msg: "-ca-cert and -ca-key are required (a KMS ENCRYPT_DECRYPT key cannot sign its own certificate)"}
 	case *days < 1 || *days > 36500:
 		return fmt.Errorf("awskms certificate: -days %d out of range 1..36500", *days)
 	}

@@ -47,6 +47,7 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	header := fs.String("header", "", "header-only envelope `FILE` (PEM or DER) or recording.json; -in is then the raw ciphertext")
 	media := fs.String("media", "", "mediaId `ID` of the media file in a recording.json -header (optional when it has one)")
 	in := fs.String("in", "", "input `FILE` (default stdin)")
+	quiet := fs.Bool("q", false, "no progress bar (shown on stderr when it is a terminal)")
 	out := fs.String("out", "", "output `FILE` (default stdout)")
 	socket := fs.String("socket", "", "decrypt through the daemon at this Unix socket `PATH`")
 	if err := parseFlags(fs, args, false); err != nil {
@@ -65,14 +66,14 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case modes == 0:
-		return errors.New("decrypt needs -key FILE, -keystore FILE or -socket PATH")
+		return usageErr(fs, "give -key FILE, -keystore FILE or -socket PATH")
 	case modes > 1:
-		return errors.New("use only one of -key, -keystore and -socket")
+		return usageErr(fs, "use only one of -key, -keystore and -socket")
 	case len(certs) > 0 && len(keys) == 0:
-		return errors.New("-cert goes with -key")
+		return usageErr(fs, "-cert goes with -key")
 	}
 	if *media != "" && *header == "" {
-		return errors.New("-media goes with -header recording.json")
+		return usageErr(fs, "-media goes with -header recording.json")
 	}
 	if *socket != "" {
 		return runClientDecrypt(ctx, env, clientOptions{Socket: *socket, In: *in, Out: *out, Header: *header, Media: *media})
@@ -107,6 +108,8 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer src.Close()
+	src = withProgress(env, src, "decrypting", *quiet)
 	defer src.Close()
 
 	var r *envelope.Reader

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +32,7 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 	var certs, cas stringList
 	fs.Var(&certs, "cert", "recipient certificate `FILE` (PEM or DER; repeatable)")
 	fs.Var(&cas, "ca", "root CA certificate `FILE` the recipients must chain to (repeatable; default: no chain check)")
+	quiet := fs.Bool("q", false, "no progress bar (shown on stderr when it is a terminal)")
 	cipherName := fs.String("cipher", "aes256", "content cipher: aes128, aes192, aes256, aes128-gcm, aes256-gcm")
 	oaep := fs.String("oaep", "", "use RSA-OAEP key transport with `HASH` sha1 or sha256 (default PKCS#1 v1.5)")
 	keyid := fs.Bool("keyid", false, "name recipients by subject key identifier instead of issuer and serial")
@@ -46,22 +46,22 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *socket != "" {
 		if len(certs) > 0 || *oaep != "" || *keyid || *header != "" || len(cas) > 0 {
-			return errors.New("encrypt -socket takes only -tenant, -cipher, -in and -out: the daemon chooses the recipients")
+			return usageErr(fs, "-socket takes only -tenant, -cipher, -in and -out: the daemon chooses the recipients")
 		}
 		return runClientEncrypt(ctx, env, clientOptions{Socket: *socket, Tenant: *tenant, Cipher: *cipherName, In: *in, Out: *out})
 	}
 	if *tenant != "" {
-		return errors.New("-tenant needs -socket")
+		return usageErr(fs, "-tenant needs -socket")
 	}
 	if len(certs) == 0 {
-		return errors.New("encrypt needs at least one -cert (or -socket and -tenant)")
+		return usageErr(fs, "give at least one -cert FILE (or -socket PATH and -tenant NAME)")
 	}
 	c, err := envelope.ParseCipher(*cipherName)
 	if err != nil {
 		return fmt.Errorf("-cipher: %w", err)
 	}
 	if *header != "" && c.IsGCM() {
-		return errors.New("-header works with CBC ciphers only: a GCM tag cannot live in a header-only envelope")
+		return usageErr(fs, "-header works with CBC ciphers only: a GCM tag cannot live in a header-only envelope")
 	}
 	recips, err := loadRecipients(certs, cas, *oaep, *keyid)
 	if err != nil {
@@ -79,6 +79,8 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 			length = st.Size()
 		}
 	}
+	src = withProgress(env, src, "encrypting", *quiet)
+	defer src.Close()
 
 	dst, err := createOut(env, *out, 0o644)
 	if err != nil {

@@ -83,9 +83,7 @@ func (f *ksFlags) parse(args []string) error {
 		return err
 	}
 	if f.keystore == "" {
-		fmt.Fprintf(f.fs.Output(), "envelopd %s: -keystore is required\n", f.fs.Name())
-		f.fs.Usage()
-		return errUsage
+		return usageErr(f.fs, "-keystore FILE is required")
 	}
 	return nil
 }
@@ -166,9 +164,7 @@ func ksImport(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	usage := func(msg string) error {
-		fmt.Fprintf(env.stderr, "envelopd keystore import: %s\n", msg)
-		f.fs.Usage()
-		return errUsage
+		return usageErr(f.fs, "%s", msg)
 	}
 	var entries []file.ImportEntry
 	if *from == "" && *keyPath == "" && *alias != "" && *certPath != "" {
@@ -317,9 +313,7 @@ func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *alias == "" || *subject == "" {
-		fmt.Fprintln(env.stderr, "envelopd keystore generate: -alias and -subject are required")
-		f.fs.Usage()
-		return errUsage
+		return usageErr(f.fs, "-alias and -subject are required")
 	}
 	if *days < 1 {
 		return fmt.Errorf("-days must be at least 1")
@@ -495,8 +489,7 @@ func ksExportCert(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *alias == "" {
-		fmt.Fprintln(env.stderr, "envelopd keystore export-cert: -alias is required")
-		return errUsage
+		return usageErr(f.fs, "-alias is required")
 	}
 	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
 		e, err := ks.Entry(*alias)
@@ -525,8 +518,7 @@ func ksRetire(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *alias == "" {
-		fmt.Fprintln(env.stderr, "envelopd keystore retire: -alias is required")
-		return errUsage
+		return usageErr(f.fs, "-alias is required")
 	}
 	return withBackend(ctx, env, f.fs.Name(), f, func(ctx context.Context, ks *file.Keystore) error {
 		if _, err := ks.Retire(ctx, *alias); err != nil {
@@ -545,8 +537,7 @@ func ksDelete(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *alias == "" {
-		fmt.Fprintln(env.stderr, "envelopd keystore delete: -alias is required")
-		return errUsage
+		return usageErr(f.fs, "-alias is required")
 	}
 	if !*force {
 		return fmt.Errorf("refusing to delete %q without -force: recordings encrypted only to this key become unreadable (consider \"envelopd keystore retire\")", *alias)

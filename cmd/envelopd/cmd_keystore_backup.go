@@ -27,9 +27,7 @@ func ksSetCertificate(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *alias == "" || *certPath == "" {
-		fmt.Fprintln(env.stderr, "envelopd keystore set-certificate: -alias and -cert are required")
-		f.fs.Usage()
-		return errUsage
+		return usageErr(f.fs, "-alias and -cert are required")
 	}
 	certs, err := loadCertChain(*certPath, *chainPath)
 	if err != nil {
@@ -146,9 +144,7 @@ func ksExport(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *alias == "" || *outPath == "" || *outPass == "" {
-		fmt.Fprintln(env.stderr, "envelopd keystore export: -alias, -out and -out-pass are required")
-		f.fs.Usage()
-		return errUsage
+		return usageErr(f.fs, "-alias, -out and -out-pass are required")
 	}
 	if *outPath == "-" {
 		return errors.New("keystore export: -out needs a file: a PKCS#12 backup is binary and holds the private key")

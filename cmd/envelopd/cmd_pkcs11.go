@@ -57,7 +57,7 @@ func runPKCS11(ctx context.Context, env *cliEnv, args []string) error {
 
 type pkcs11Flags struct {
 	module, token, serial, pin string
-	timeout                    time.Duration
+	timeoutFlag
 }
 
 func (f *pkcs11Flags) add(fs *flag.FlagSet) {
@@ -69,19 +69,17 @@ func (f *pkcs11Flags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.token, "token", "", "token label")
 	fs.StringVar(&f.serial, "serial", "", "token serial number (instead of -token)")
 	fs.StringVar(&f.pin, "pin", "env:ENVELOPD_PKCS11_PIN", "user PIN reference: env:NAME, file:PATH or pass:VALUE")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "overall time limit")
+	f.addTimeout(fs, 5*time.Minute)
 }
-
-func (f *pkcs11Flags) limit() time.Duration { return f.timeout }
 
 func (f *pkcs11Flags) open(ctx context.Context, _ *cliEnv, cmd string) (*pkcs11.Backend, error) {
 	switch {
 	case f.module == "":
-		return nil, fmt.Errorf("pkcs11 %s: -module is required (the PKCS#11 library, e.g. %s)", cmd, softHSMModule)
+		return nil, &usageError{cmd: "pkcs11 " + cmd, msg: fmt.Sprintf("-module is required (the PKCS#11 library, e.g. %s)", softHSMModule)}
 	case f.token == "" && f.serial == "":
-		return nil, fmt.Errorf("pkcs11 %s: -token LABEL (or -serial) is required", cmd)
+		return nil, &usageError{cmd: "pkcs11 " + cmd, msg: "-token LABEL (or -serial) is required"}
 	case f.token != "" && f.serial != "":
-		return nil, fmt.Errorf("pkcs11 %s: give -token or -serial, not both", cmd)
+		return nil, &usageError{cmd: "pkcs11 " + cmd, msg: "give -token or -serial, not both"}
 	}
 	return pkcs11.Open(ctx, backends.Instance{}, pkcs11.Options{Module: f.module, TokenLabel: f.token, TokenSerial: f.serial, PIN: f.pin, MaxSessions: 2})
 }
@@ -137,9 +135,9 @@ func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case *label == "":
-		return errors.New("pkcs11 generate: -label is required")
+		return &usageError{cmd: "pkcs11 generate", msg: "-label is required"}
 	case *subject == "":
-		return errors.New("pkcs11 generate: -subject is required")
+		return &usageError{cmd: "pkcs11 generate", msg: "-subject is required"}
 	case *days < 1:
 		return errors.New("pkcs11 generate: -days must be positive")
 	}
@@ -212,9 +210,9 @@ func pkcs11Import(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case *label == "":
-		return errors.New("pkcs11 import: -label is required")
+		return &usageError{cmd: "pkcs11 import", msg: "-label is required"}
 	case *certPath == "":
-		return errors.New("pkcs11 import: -cert is required")
+		return &usageError{cmd: "pkcs11 import", msg: "-cert is required"}
 	case *keyPass != "" && *keyPath == "":
 		return errors.New("pkcs11 import: -key-pass needs -key")
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -27,15 +26,17 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case *dev && *cfgPath != "":
-		return errors.New("serve: give -config or -dev, not both")
+		return usageErr(fs, "give -config FILE or -dev, not both")
 	case !*dev && *cfgPath == "":
-		fs.Usage()
-		return errUsage
+		return usageErr(fs, "give -config FILE or -dev")
 	}
 	if *check && !*dev {
 		// Every problem in one run, not one per run.
 		if err := daemon.Check(ctx, daemon.Options{ConfigPath: *cfgPath, LogOutput: env.stderr}); err != nil {
 			probs := flattenJoined(err)
+			if len(probs) == 1 {
+				return err
+			}
 			for _, p := range probs {
 				fmt.Fprintf(env.stderr, "envelopd: %s\n", oneLine(p.Error()))
 			}

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -50,7 +49,7 @@ func runTransit(ctx context.Context, env *cliEnv, args []string) error {
 // transitFlags are the connection flags every subcommand takes.
 type transitFlags struct {
 	address, token, mount, namespace, caCert, serverName, name string
-	timeout                                                    time.Duration
+	timeoutFlag
 }
 
 func (f *transitFlags) add(fs *flag.FlagSet) {
@@ -61,19 +60,17 @@ func (f *transitFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.caCert, "ca-cert", "", "PEM file of CAs that sign Vault's certificate")
 	fs.StringVar(&f.serverName, "tls-server-name", "", "name to verify in Vault's certificate")
 	fs.StringVar(&f.name, "name", "", "Transit key name; NAME@VERSION selects a version (required)")
-	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "overall time limit")
+	f.addTimeout(fs, 2*time.Minute)
 }
-
-func (f *transitFlags) limit() time.Duration { return f.timeout }
 
 func (f *transitFlags) open(ctx context.Context, _ *cliEnv, cmd string) (*transit.Backend, error) {
 	switch {
 	case f.address == "":
-		return nil, fmt.Errorf("transit %s: -address is required", cmd)
+		return nil, &usageError{cmd: "transit " + cmd, msg: "-address is required"}
 	case f.token == "":
-		return nil, fmt.Errorf("transit %s: -token is required (e.g. -token env:VAULT_TOKEN)", cmd)
+		return nil, &usageError{cmd: "transit " + cmd, msg: "-token is required (e.g. -token env:VAULT_TOKEN)"}
 	case f.name == "":
-		return nil, fmt.Errorf("transit %s: -name is required", cmd)
+		return nil, &usageError{cmd: "transit " + cmd, msg: "-name is required"}
 	}
 	return transit.Open(ctx, backends.Instance{}, transit.Options{
 		Address: f.address, Token: f.token, Mount: f.mount, Namespace: f.namespace,
@@ -111,7 +108,7 @@ func transitImport(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *keyPath == "" {
-		return errors.New("transit import: -key is required")
+		return &usageError{cmd: "transit import", msg: "-key is required"}
 	}
 	key, err := pki.LoadPrivateKey(*keyPath, *keyPass)
 	if err != nil {
@@ -143,7 +140,7 @@ func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *subject == "" {
-		return errors.New("transit csr: -subject is required")
+		return &usageError{cmd: "transit csr", msg: "-subject is required"}
 	}
 	name, err := pki.ParseDN(*subject)
 	if err != nil {
@@ -170,7 +167,7 @@ func transitSetCertificate(ctx context.Context, env *cliEnv, args []string) erro
 		return err
 	}
 	if *chainPath == "" {
-		return errors.New("transit set-certificate: -chain is required")
+		return &usageError{cmd: "transit set-certificate", msg: "-chain is required"}
 	}
 	chain, err := pki.LoadCertificates(*chainPath)
 	if err != nil {

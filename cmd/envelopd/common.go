@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -27,24 +28,30 @@ func isHelpArg(s string) bool {
 }
 
 // runSubcommand runs the subcommand named by args[0]. Without arguments, or
-// with an unknown subcommand, it prints usage and returns errUsage; asked
-// for help it prints usage and returns flag.ErrHelp.
+// with an unknown subcommand, it returns a *usageError; asked for help it
+// prints usage and returns flag.ErrHelp.
 func runSubcommand(ctx context.Context, env *cliEnv, cmd, usage string, subs []subcommand, args []string) error {
-	if len(args) == 0 || isHelpArg(args[0]) {
+	if len(args) > 0 && isHelpArg(args[0]) {
 		fmt.Fprint(env.stderr, usage)
-		if len(args) == 0 {
-			return errUsage
-		}
 		return flag.ErrHelp
+	}
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	if len(args) == 0 {
+		return &usageError{cmd: cmd, msg: "which subcommand? one of " + strings.Join(names, ", ")}
 	}
 	for _, s := range subs {
 		if s.name == args[0] {
 			return s.run(ctx, env, args[1:])
 		}
 	}
-	fmt.Fprintf(env.stderr, "envelopd %s: unknown subcommand %q\n", cmd, args[0])
-	fmt.Fprint(env.stderr, usage)
-	return errUsage
+	ue := &usageError{cmd: cmd, msg: fmt.Sprintf("unknown subcommand %q", args[0])}
+	if m := closest(args[0], names); m != "" {
+		ue.hint = fmt.Sprintf("did you mean %q?", m)
+	}
+	return ue
 }
 
 // backendFlags are the flags by which a backend subcommand reaches its
@@ -56,6 +63,16 @@ type backendFlags[B io.Closer] interface {
 	// limit is the subcommand's overall time limit (-timeout); 0 is none.
 	limit() time.Duration
 }
+
+// timeoutFlag is the -timeout of the backend subcommands that reach a
+// server or a token; embedded, it gives their flags the limit method.
+type timeoutFlag struct{ timeout time.Duration }
+
+func (f *timeoutFlag) addTimeout(fs *flag.FlagSet, def time.Duration) {
+	fs.DurationVar(&f.timeout, "timeout", def, "overall time limit")
+}
+
+func (f *timeoutFlag) limit() time.Duration { return f.timeout }
 
 // withBackend is the shape of every backend subcommand once its own flags
 // are checked: within f's time limit it opens the backend, runs act (which

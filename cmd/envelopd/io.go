@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/envelopd/envelopd/internal/atomicfile"
+	"github.com/envelopd/envelopd/internal/progress"
 )
 
 // openIn opens -in (stdin for "" or "-").
@@ -79,4 +80,40 @@ func (o *output) abort() {
 	if o.f != nil {
 		o.f.Abort()
 	}
+}
+
+// progressReader counts what is read from r on a progress bar.
+type progressReader struct {
+	io.ReadCloser
+	bar *progress.Bar
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		p.bar.Add(0, int64(n))
+	}
+	return n, err
+}
+
+// Close removes the bar; the caller closes the source itself.
+func (p *progressReader) Close() error {
+	p.bar.Finish()
+	return nil
+}
+
+// withProgress shows the reading of src (bytes, rate, time left when its
+// size is known) on stderr when stderr is a terminal and not quiet;
+// otherwise it returns src as it is.
+func withProgress(env *cliEnv, src io.ReadCloser, desc string, quiet bool) io.ReadCloser {
+	if quiet || !progress.IsTerminal(env.stderr) {
+		return src
+	}
+	size := int64(-1)
+	if f, ok := src.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			size = st.Size()
+		}
+	}
+	return &progressReader{ReadCloser: src, bar: progress.New(env.stderr, progress.Options{Description: desc, Bytes: size})}
 }

@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -69,7 +71,8 @@ func runMain(ctx context.Context, env *cliEnv, args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
-				_ = c.run(ctx, env, []string{"-h"})
+				// "help keystore create" asks "keystore create -h".
+				_ = c.run(ctx, env, append(slices.Clone(args[2:]), "-h"))
 				return 0
 			}
 		}
@@ -81,7 +84,11 @@ func runMain(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(env.stderr, "envelopd: unknown command %q; run \"envelopd help\" for the list\n", args[0])
+		hint := ""
+		if m := closest(args[0], slices.Collect(maps.Keys(commands))); m != "" {
+			hint = fmt.Sprintf("did you mean %q? ", m)
+		}
+		fmt.Fprintf(env.stderr, "envelopd: unknown command %q; %srun \"envelopd help\" for the list\n", args[0], hint)
 		return 2
 	}
 	err := c.run(ctx, env, args[1:])
@@ -92,6 +99,13 @@ func runMain(ctx context.Context, env *cliEnv, args []string) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(env.stderr, "envelopd: %s\n", oneLine(ue.Error()))
+		return 2
+	}
+	switch {
 	case errors.Is(err, errReported):
 		return 1
 	}
@@ -121,7 +135,29 @@ func oneLine(s string) string {
 	return strings.ReplaceAll(s, "\n", "; ")
 }
 
-// newFlagSet returns a FlagSet that reports errors through errUsage.
+// usageError is a wrong command line: runMain prints it as one line with a
+// pointer to the command's help, and exits 2. The usage itself is printed
+// only on request (-h, "envelopd help CMD").
+type usageError struct {
+	cmd  string // "encrypt", "keystore create"
+	msg  string
+	hint string // "did you mean -cert?", or ""
+}
+
+func (e *usageError) Error() string {
+	s := e.cmd + ": " + e.msg
+	if e.hint != "" {
+		s += "; " + e.hint
+	}
+	return s + "; run \"envelopd help " + e.cmd + "\" for usage"
+}
+
+// usageErr returns the usage error of fs's command with a formatted message.
+func usageErr(fs *flag.FlagSet, format string, args ...any) error {
+	return &usageError{cmd: fs.Name(), msg: fmt.Sprintf(format, args...)}
+}
+
+// newFlagSet returns a FlagSet that reports errors as *usageError.
 func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
@@ -135,18 +171,85 @@ func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
 // parseFlags parses args and maps flag errors to errUsage. Positional
 // arguments are refused unless allowArgs.
 func parseFlags(fs *flag.FlagSet, args []string, allowArgs bool) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return flag.ErrHelp
-		}
-		return errUsage
+	if err := parseQuiet(fs, args); err != nil {
+		return err
 	}
 	if !allowArgs && fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "envelopd %s: unexpected argument %q (flags go before arguments)\n", fs.Name(), fs.Arg(0))
-		fs.Usage()
-		return errUsage
+		return usageErr(fs, "unexpected argument %q (flags go before arguments)", fs.Arg(0))
 	}
 	return nil
+}
+
+// parseQuiet parses args with fs without the flag package's own messages:
+// -h prints the usage and returns flag.ErrHelp; a wrong flag returns a
+// *usageError, with the nearest flag name as a hint for a mistyped one.
+func parseQuiet(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	ue := &usageError{cmd: fs.Name(), msg: err.Error()}
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		if m := closest(strings.TrimPrefix(name, "-"), names); m != "" {
+			ue.hint = "did you mean -" + m + "?"
+		}
+	}
+	return ue
+}
+
+// closest returns the candidate nearest to s by edit distance, if it is
+// near enough to be a likely typo, else "".
+func closest(s string, candidates []string) string {
+	best, bestD := "", 0
+	for _, c := range candidates {
+		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		if best == "" || d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
+		}
+	}
+	if best != "" && bestD <= max(1, len(s)/3) {
+		return best
+	}
+	if len(s) >= 2 { // an abbreviation: "-rec" for "-recipient"
+		for _, c := range slices.Sorted(slices.Values(candidates)) {
+			if strings.HasPrefix(c, s) {
+				return c
+			}
+		}
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // stringList is a repeatable string flag.
