@@ -518,7 +518,11 @@ allow = ["encrypt", "decrypt"]
 	d.client = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var dl net.Dialer
-			return dl.DialContext(ctx, "unix", sock)
+			c, err := dl.DialContext(ctx, "unix", sock)
+			if uc, ok := c.(*net.UnixConn); ok && err == nil {
+				_ = uc.SetWriteBuffer(1 << 20) // as envelopd's own client does
+			}
+			return c, err
 		},
 		MaxIdleConnsPerHost: 256,
 		DisableCompression:  true,
