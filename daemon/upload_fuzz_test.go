@@ -8,6 +8,12 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/json"
@@ -157,6 +163,53 @@ func costlyKeyPEM(t testing.TB, iter int) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der})
 }
 
+// encryptedKeyPEM encrypts key as an "ENCRYPTED PRIVATE KEY" (PBES2,
+// PBKDF2-HMAC-SHA-1 with iter iterations, AES-256-CBC): what `openssl
+// pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA1 -iter ITER` writes.
+func encryptedKeyPEM(t testing.TB, key *rsa.PrivateKey, password string, iter int) []byte {
+	type ai struct {
+		Algorithm  asn1.ObjectIdentifier
+		Parameters asn1.RawValue `asn1:"optional"`
+	}
+	salt, iv := make([]byte, 16), make([]byte, aes.BlockSize)
+	rand.Read(salt)
+	rand.Read(iv)
+	k, err := pbkdf2.Key(sha1.New, password, salt, iter, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := aes.BlockSize - len(pt)%aes.BlockSize
+	pt = append(pt, bytes.Repeat([]byte{byte(pad)}, pad)...)
+	b, _ := aes.NewCipher(k)
+	ct := make([]byte, len(pt))
+	cipher.NewCBCEncrypter(b, iv).CryptBlocks(ct, pt)
+	kdf, _ := asn1.Marshal(struct {
+		Salt           []byte
+		IterationCount int
+	}{salt, iter})
+	ivDER, _ := asn1.Marshal(iv)
+	p2, _ := asn1.Marshal(struct{ KDF, Enc ai }{
+		ai{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}, asn1.RawValue{FullBytes: kdf}},
+		ai{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}, asn1.RawValue{FullBytes: ivDER}},
+	})
+	der, err := asn1.Marshal(struct {
+		Alg  ai
+		Data []byte
+	}{ai{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}, asn1.RawValue{FullBytes: p2}}, ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The daemon must read it back, or the seed tests nothing.
+	if _, err := pki.ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der}), func() ([]byte, error) { return []byte(password), nil }); err != nil {
+		t.Fatalf("encryptedKeyPEM: pki does not read it: %v", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der})
+}
+
 // An upload whose private key asks for a costlier key derivation than
 // pki.UntrustedKDF allows is answered 422 before any derivation, in both
 // request forms; the key is not imported and the certificate not added.
@@ -196,10 +249,11 @@ func TestUploadCostlyKeyIs422(t *testing.T) {
 // gives a non-5xx answer, and every error answer is the API's JSON error.
 func FuzzCertificateUpload(f *testing.F) {
 	c := testenv.NewCert(f, "upload-fuzz", &testenv.CertOptions{Key: testenv.RSAKey(f, "upload-fuzz", 2048)})
-	encKey, err := pki.EncryptPKCS8PEM(c.Key, []byte("fuzz-password"))
-	if err != nil {
-		f.Fatal(err)
-	}
+	// 1,000 iterations, not pki.DefaultIterations: at 600,000 every input
+	// derived from this seed costs a quarter of a second or more, and on
+	// a loaded machine one took over the 10 s a fuzz input may take, so
+	// the campaign reported a hang.
+	encKey := encryptedKeyPEM(f, c.Key, "fuzz-password", 1000)
 	bundle := append(bytes.Clone(c.CertPEM), encKey...)
 	plainBundle := append(bytes.Clone(c.CertPEM), c.KeyPEM...)
 	js, _ := json.Marshal(map[string]any{"id": "fz", "certificate": string(c.CertPEM), "private_key": string(c.KeyPEM), "backend": "ks", "padding": "oaep-sha256", "state": "retired", "keyid": true})
