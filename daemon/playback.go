@@ -349,7 +349,9 @@ func (s *Server) handlePlay(c *call) error {
 	// The first piece decides the status: a failure before any byte is
 	// sent (storage down, a bad padding in a short range at the end) is
 	// an error answer, not a broken transfer.
-	buf := make([]byte, copyBuf)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	first, err := io.ReadFull(pt, buf[:min(int64(len(buf)), n)])
 	if err != nil {
 		return s.playFailed(c, sess, err)

@@ -167,6 +167,11 @@ func (st *stream) beforeWrite() error {
 
 const copyBuf = 64 << 10
 
+// copyBufs holds copyBuf-sized buffers for responses copied piece by piece
+// (playback), so that hundreds of listeners seeking do not each allocate
+// one per request.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
+
 // maxDrain is how much of an unread request body is read and discarded
 // after a full-duplex handler so that the connection can be reused (the
 // same bound net/http applies to other handlers).

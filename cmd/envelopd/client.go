@@ -38,13 +38,30 @@ type clientOptions struct {
 // maxHeaderFile bounds a -header file.
 const maxHeaderFile = 1 << 20
 
+// unixSendBuffer is the send buffer (SO_SNDBUF) asked for the connection
+// to the daemon. On a Unix stream socket the sender's buffer is the whole
+// window; the default (208 KiB) makes a large upload block and wake the
+// daemon every few tens of KiB. The daemon asks the same for its answers.
+const unixSendBuffer = 1 << 20
+
+// clientBuffer is the size of the HTTP client's read and write buffers
+// (net/http's default, 4 KiB, turns a streamed answer into many small
+// reads).
+const clientBuffer = 64 << 10
+
 func unixClient(socket string) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			c, err := d.DialContext(ctx, "unix", socket)
+			if uc, ok := c.(*net.UnixConn); ok && err == nil {
+				_ = uc.SetWriteBuffer(unixSendBuffer) // best effort: smaller is only slower
+			}
+			return c, err
 		},
 		DisableCompression: true,
+		ReadBufferSize:     clientBuffer,
+		WriteBufferSize:    clientBuffer,
 	}}
 }
 

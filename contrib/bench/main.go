@@ -26,7 +26,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -34,7 +33,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -112,6 +110,10 @@ type bench struct {
 }
 
 func main() {
+	if sock := os.Getenv(echoEnv); sock != "" {
+		serveEcho(sock) // the floor under the daemon rows, in a child
+		return
+	}
 	size := flag.String("size", "1GiB", "plaintext size (e.g. 256MiB, 1GiB)")
 	dir := flag.String("dir", "/dev/shm", "tmpfs directory for the files")
 	runs := flag.Int("runs", 3, "runs per command (best and median reported)")
@@ -345,6 +347,18 @@ func (b *bench) daemon() {
 	o = cmdJob("envelopd decrypt (CLI)", true, b.bin, "decrypt", "-key", b.p("k.pem"), "-in", b.p("e1.aes256"), "-out", b.p("d2"))
 	o.check = b.sameAs(b.p("d2"))
 	b.compare("daemon decrypt over the Unix socket vs the CLI", 1.3, a, o)
+
+	// The floor: the same client and socket settings, a server that only
+	// echoes. What the daemon rows spend above it is envelopd's.
+	e := b.startEcho()
+	defer e.stop()
+	a = &job{name: "HTTP echo over the Unix socket (no crypto)", run: func() (sample, error) {
+		return e.request("/", b.p("e1.aes256"), b.p("d1"))
+	}}
+	a.check = func() error { return os.Remove(b.p("d1")) }
+	o = cmdJob("envelopd decrypt (CLI)", true, b.bin, "decrypt", "-key", b.p("k.pem"), "-in", b.p("e1.aes256"), "-out", b.p("d2"))
+	o.check = b.sameAs(b.p("d2"))
+	b.compare("floor: moving the envelope through a Unix socket and back vs the CLI decrypt", 0, a, o)
 }
 
 // soak runs chains concurrent encrypt+decrypt round trips of size bytes
@@ -515,16 +529,7 @@ allow = ["encrypt", "decrypt"]
 	}
 	d := &daemonProc{cmd: cmd, socket: sock}
 	atExit(d.stop)
-	d.client = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, "unix", sock)
-		},
-		MaxIdleConnsPerHost: 256,
-		DisableCompression:  true,
-		WriteBufferSize:     256 << 10,
-		ReadBufferSize:      256 << 10,
-	}}
+	d.client = unixHTTPClient(sock)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		resp, err := d.client.Get("http://envelopd/v1/health")
 		if err == nil {
