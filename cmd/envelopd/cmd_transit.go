@@ -35,6 +35,9 @@ const transitUsage = `usage: envelopd transit <generate|import|csr|set-certifica
 
 Every subcommand takes -address URL and -token SPEC (env:NAME, file:PATH);
 VAULT_* environment variables are not read implicitly.
+New keys are 3072-bit like every backend's (-bits). There is no -days:
+Transit issues no certificate; csr writes a request, and the CA that signs
+it sets the validity.
 `
 
 func runTransit(ctx context.Context, env *cliEnv, args []string) error {
