@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -68,6 +69,17 @@ type identity struct {
 	client *config.Client // nil: no rule matched (every operation is denied)
 	name   string         // rule name, or a description of the unknown caller
 	remote string
+	index  int    // the rule's place in [[clients]], with client
+	by     string // what matched it: `uid = 1000`, `cert_subject = "CN=x"`, `token`
+	// peer describes an unmatched caller by what it presented (its own uid
+	// and gid, its certificate subject, "a bearer token"): never a secret.
+	peer string
+}
+
+// rule names the matched rule for messages: `client rule "recorder"
+// (clients[2], uid = 1000)`.
+func (id identity) rule() string {
+	return fmt.Sprintf("client rule %q (clients[%d], %s)", id.client.Name, id.index, id.by)
 }
 
 // authenticate matches the request against the [[clients]] rules, first
@@ -84,24 +96,37 @@ func authenticate(r *http.Request, clients []config.Client) identity {
 	token, hasToken := bearer(r)
 	for i := range clients {
 		c := &clients[i]
+		by := ""
 		switch {
-		case p.hasCred && c.UID != nil && *c.UID == p.uid,
-			p.hasCred && c.GID != nil && *c.GID == p.gid,
-			subject != "" && c.CertSubject != "" && subjectMatches(c.CertSubject, r.TLS),
-			hasToken && c.Token != "" && c.TokenMatches(token):
-			return identity{client: c, name: c.Name, remote: p.remote}
+		case p.hasCred && c.UID != nil && *c.UID == p.uid:
+			by = "uid = " + strconv.Itoa(p.uid)
+		case p.hasCred && c.GID != nil && *c.GID == p.gid:
+			by = "gid = " + strconv.Itoa(p.gid)
+		case subject != "" && c.CertSubject != "" && subjectMatches(c.CertSubject, r.TLS):
+			by = fmt.Sprintf("cert_subject = %q", c.CertSubject)
+		case hasToken && c.Token != "" && c.TokenMatches(token):
+			by = "token"
+		default:
+			continue
 		}
+		return identity{client: c, name: c.Name, remote: p.remote, index: i, by: by}
 	}
-	who := "unknown"
+	who, desc := "unknown", "no uid, certificate or bearer token"
 	switch {
 	case p.hasCred:
 		who = "uid:" + strconv.Itoa(p.uid)
+		desc = fmt.Sprintf("uid %d, gid %d", p.uid, p.gid)
 	case subject != "":
 		who = "cert:" + subject
+		desc = fmt.Sprintf("certificate subject %q", subject)
 	case hasToken:
 		who = "token:invalid"
+		desc = "a bearer token that no rule accepts"
 	}
-	return identity{name: who, remote: p.remote}
+	if hasToken && subject != "" {
+		desc += ", and a bearer token that no rule accepts"
+	}
+	return identity{name: who, remote: p.remote, peer: desc}
 }
 
 // subjectMatches compares a rule's cert_subject with the verified leaf: the

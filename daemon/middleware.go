@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/envelopd/envelopd/daemon/audit"
 	"github.com/envelopd/envelopd/daemon/metrics"
@@ -86,7 +88,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			if err := s.logAudit(ev); err != nil {
 				s.log.Error("audit log write failed", "error", err)
 			}
-			writeError(c.w, errDenied)
+			writeError(c.w, c.denial(rt.perm))
 			return
 		}
 		err := rt.h(c)
@@ -147,6 +149,45 @@ func (c *call) permitted(perm string) bool {
 		return true
 	}
 	return c.id.allows(perm, c.tenant)
+}
+
+// denial is the 403 answer when the client rules do not permit perm (see
+// permitted). It names the rule that matched and the permission it lacks,
+// and tells the caller nothing it does not know: the only tenant named is
+// the one in its own URL, and the answer is the same whether that tenant
+// exists or not (permissions are checked before any tenant is looked up).
+// A caller no rule matches is told what it presented (its own uid and gid,
+// its certificate's subject; never a token).
+func (c *call) denial(perm string) *apiError {
+	if c.id.client == nil {
+		return newAPIError(http.StatusForbidden, errDenied.code,
+			"not allowed: no [[clients]] rule matches this peer (%s); the daemon's operator must add a [[clients]] rule (uid, gid, cert_subject or token) for it", c.id.peer)
+	}
+	why := fmt.Sprintf("its allow list has no %q", perm)
+	if slices.Contains(c.id.client.Allow, perm) {
+		why = "its tenants list does not name that tenant"
+	}
+	if c.tenant == "" {
+		return newAPIError(http.StatusForbidden, errDenied.code,
+			"not allowed: %s lacks %q on every tenant it may see (%s); the first matching rule decides, later rules are not consulted", c.id.rule(), perm, why)
+	}
+	return newAPIError(http.StatusForbidden, errDenied.code,
+		"not allowed: %s lacks %q on tenant %q (%s); the first matching rule decides, later rules are not consulted", c.id.rule(), perm, clip(c.tenant, maxEchoedTenant), why)
+}
+
+// maxEchoedTenant bounds the tenant name from a URL echoed in a 403.
+const maxEchoedTenant = 128
+
+// clip returns s cut to at most n bytes (on a rune boundary), with "..."
+// when it was cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // event starts an audit event for c.

@@ -28,13 +28,13 @@ const archiveUsage = `usage: envelopd archive <list|verify|decrypt|rekey> ARCHIV
   list    ARCHIVE [KEYS]                   tenant, cipher and recipients of each recording,
                                            and whether a key given opens it
   verify  ARCHIVE KEYS                     decrypt everything, check padding or tag, write nothing
-  decrypt ARCHIVE KEYS -out DIR|NEW.zip    plaintext media under the same names (".bin" removed),
+  decrypt ARCHIVE KEYS -out DIR|FILE       plaintext media under the same names (".bin" removed),
                                            recording.json kept as it is
-  rekey   ARCHIVE KEYS -out NEW.zip|DIR (-cert NEW.crt ... | -socket PATH -tenant T) [-keep-old]
+  rekey   ARCHIVE KEYS -out FILE|DIR (-cert FILE ... | -socket FILE -tenant NAME) [-keep-old]
                                            every envelope re-wrapped, the media not re-encrypted
 
 KEYS, as for decrypt: -key FILE [-cert FILE] [-pass SPEC] | -keystore FILE [-pass SPEC] |
--socket PATH (the daemon unwraps; the AES work stays here). In rekey the
+-socket FILE (the daemon unwraps; the AES work stays here). In rekey the
 certificate of a -key is -key-cert, since -cert names the new recipients.
 
 ARCHIVE is a zip (zip64 too) laid out as {cc}/{tenant}/{yyyy-mm-dd}/{id}/recording.json
@@ -91,9 +91,9 @@ func runArchiveOp(ctx context.Context, env *cliEnv, op recording.Op, args []stri
 	synopsis := map[recording.Op]string{
 		recording.List:    "ARCHIVE [KEYS] [-json]",
 		recording.Verify:  "ARCHIVE KEYS [-json] [-q] [-j N]",
-		recording.Decrypt: "ARCHIVE KEYS -out DIR|NEW.zip [-resume] [-json] [-q] [-j N]",
-		recording.Rekey:   "ARCHIVE KEYS -out NEW.zip|DIR (-cert FILE ... | -tenant T) [-keep-old] [-resume] [-json] [-q] [-j N]",
-	}[op] + "\n\nKEYS: -key FILE [-" + map[bool]string{true: "key-cert", false: "cert"}[op == recording.Rekey] + " FILE] [-pass SPEC] | -keystore FILE [-pass SPEC] | -socket PATH"
+		recording.Decrypt: "ARCHIVE KEYS -out DIR|FILE [-resume] [-json] [-q] [-j N]",
+		recording.Rekey:   "ARCHIVE KEYS -out FILE|DIR (-cert FILE ... | -tenant NAME) [-keep-old] [-resume] [-json] [-q] [-j N]",
+	}[op] + "\n\nKEYS: -key FILE [-" + map[bool]string{true: "key-cert", false: "cert"}[op == recording.Rekey] + " FILE] [-pass SPEC] | -keystore FILE [-pass SPEC] | -socket FILE"
 	fs := newFlagSet(env, name, synopsis)
 	var kf keyFlags
 	var rf recipientFlags
@@ -111,7 +111,7 @@ func runArchiveOp(ctx context.Context, env *cliEnv, op recording.Op, args []stri
 	}
 	jsonOut := fs.Bool("json", false, "print a machine-readable report on stdout")
 	quiet := fs.Bool("q", false, "no progress bar and no summary, only errors")
-	workers := fs.Int("j", 0, "recordings processed at once (default: the number of CPUs)")
+	workers := fs.Int("j", 0, "`N` recordings processed at once (default: the number of CPUs)")
 	var lim recording.Limits
 	fs.IntVar(&lim.MaxEntries, "max-entries", recording.DefaultMaxEntries, "refuse archives with more entries than `N`")
 	fs.Int64Var(&lim.MaxTotalSize, "max-size", recording.DefaultMaxTotalSize, "refuse archives that expand to more than `BYTES`")

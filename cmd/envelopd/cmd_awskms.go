@@ -55,9 +55,9 @@ type kmsFlags struct {
 }
 
 func (f *kmsFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&f.region, "region", "", "AWS region (default $AWS_REGION, then $AWS_DEFAULT_REGION)")
-	fs.StringVar(&f.endpoint, "endpoint", "", "KMS endpoint URL (VPC endpoint; https, or http on loopback)")
-	fs.StringVar(&f.profile, "profile", "", "shared config profile for credentials")
+	fs.StringVar(&f.region, "region", "", "AWS region `NAME` (default $AWS_REGION, then $AWS_DEFAULT_REGION)")
+	fs.StringVar(&f.endpoint, "endpoint", "", "KMS endpoint `URL` (a VPC endpoint; https, or http on loopback)")
+	fs.StringVar(&f.profile, "profile", "", "shared config profile `NAME` for credentials")
 	f.addTimeout(fs, 2*time.Minute)
 }
 
@@ -75,12 +75,12 @@ func (f *kmsFlags) open(ctx context.Context, env *cliEnv, _ string) (*awskms.Bac
 }
 
 func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "awskms create", "[-region R] [-endpoint URL] [-profile P] [-spec RSA_3072] [-alias NAME] [-out pub.pem]")
+	fs := newFlagSet(env, "awskms create", "[-region NAME] [-endpoint URL] [-profile NAME] [-spec "+defaultKMSKeySpec+"] [-alias ALIAS] [-out FILE]")
 	var kf kmsFlags
 	kf.add(fs)
-	spec := fs.String("spec", "RSA_3072", "key spec: RSA_2048, RSA_3072 or RSA_4096")
-	alias := fs.String("alias", "", "alias for the new key (alias/NAME or NAME)")
-	out := fs.String("out", "", "also write the public key (PEM) to this file")
+	spec := fs.String("spec", defaultKMSKeySpec, "key spec `NAME`: RSA_2048, RSA_3072 or RSA_4096 (KMS names the RSA key size by key spec; the default is the size -bits defaults to elsewhere)")
+	alias := fs.String("alias", "", "`ALIAS` for the new key (alias/NAME or NAME)")
+	out := fs.String("out", "", "also write the public key (PEM) to `FILE`")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -102,11 +102,11 @@ func awskmsCreate(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "awskms describe", "-key REF [-region R] [-endpoint URL] [-profile P] [-out pub.pem]")
+	fs := newFlagSet(env, "awskms describe", "-key URI [-region NAME] [-endpoint URL] [-profile NAME] [-out FILE]")
 	var kf kmsFlags
 	kf.add(fs)
-	ref := fs.String("key", "", "key id, key ARN, alias/NAME or alias ARN (optionally awskms:...)")
-	out := fs.String("out", "", "also write the public key (PEM) to this file")
+	ref := fs.String("key", "", "key `URI`: key id, key ARN, alias/NAME or alias ARN (optionally prefixed awskms:)")
+	out := fs.String("out", "", "also write the public key (PEM) to `FILE`")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -123,16 +123,16 @@ func awskmsDescribe(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func awskmsCertificate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "awskms certificate", "-key REF -subject DN -ca-cert ca.pem -ca-key ca.key [-ca-key-pass SPEC] [-days 365] [-out cert.pem]")
+	fs := newFlagSet(env, "awskms certificate", "-key URI -subject DN -ca-cert FILE -ca-key FILE [-ca-key-pass SPEC] [-days N] [-out FILE]")
 	var kf kmsFlags
 	kf.add(fs)
-	ref := fs.String("key", "", "key id, key ARN, alias/NAME or alias ARN")
-	subject := fs.String("subject", "", `subject, e.g. "CN=tenant-a recordings,O=Example,C=GB" (a bare string is the CN)`)
-	days := fs.Int("days", 365, "validity in days")
-	caCert := fs.String("ca-cert", "", "CA certificate (PEM or DER)")
-	caKey := fs.String("ca-key", "", "CA private key (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8)")
-	caPass := fs.String("ca-key-pass", "", "password of an encrypted CA key: env:NAME, file:PATH or pass:VALUE")
-	out := fs.String("out", "", "certificate output file (PEM; default stdout)")
+	ref := fs.String("key", "", "key `URI`: key id, key ARN, alias/NAME or alias ARN")
+	subject := fs.String("subject", "", "subject `DN`, e.g. \"CN=tenant-a recordings,O=Example,C=GB\" (a bare string is the CN)")
+	days := fs.Int("days", defaultCertDays, "validity of the certificate in `N` days")
+	caCert := fs.String("ca-cert", "", "CA certificate `FILE` (PEM or DER)")
+	caKey := fs.String("ca-key", "", "CA private key `FILE` (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8)")
+	caPass := fs.String("ca-key-pass", "", "password `SPEC` of an encrypted CA key: env:NAME, file:PATH or pass:VALUE")
+	out := fs.String("out", "", "certificate output `FILE` (PEM; default stdout)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func init() {
 
 const decryptSynopsis = `-key FILE [-key FILE ...] [-cert FILE ...] [-pass SPEC] [-header FILE [-media ID]] [-in FILE] [-out FILE]
        envelopd decrypt -keystore FILE [-pass SPEC] [-header FILE [-media ID]] [-in FILE] [-out FILE]
-       envelopd decrypt -socket PATH [-header FILE [-media ID]] [-in FILE] [-out FILE]
+       envelopd decrypt -socket FILE [-header FILE [-media ID]] [-in FILE] [-out FILE]
 
 Decrypts a CMS envelope (DER, BER or PEM) from -in (default stdin) to -out
 (default stdout). With -header FILE, -in is raw ciphertext and FILE the
@@ -49,7 +49,7 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	in := fs.String("in", "", "input `FILE` (default stdin)")
 	quiet := fs.Bool("q", false, "no progress bar (shown on stderr when it is a terminal)")
 	out := fs.String("out", "", "output `FILE` (default stdout)")
-	socket := fs.String("socket", "", "decrypt through the daemon at this Unix socket `PATH`")
+	socket := fs.String("socket", "", "decrypt through the daemon at this Unix socket `FILE`")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func runDecrypt(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case modes == 0:
-		return usageErr(fs, "give -key FILE, -keystore FILE or -socket PATH")
+		return usageErr(fs, "give -key FILE, -keystore FILE or -socket FILE")
 	case modes > 1:
 		return usageErr(fs, "use only one of -key, -keystore and -socket")
 	case len(certs) > 0 && len(keys) == 0:

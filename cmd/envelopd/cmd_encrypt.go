@@ -17,7 +17,7 @@ func init() {
 }
 
 const encryptSynopsis = `-cert FILE [-cert FILE ...] [-cipher aes256] [-oaep sha1|sha256] [-keyid] [-ca FILE] [-in FILE] [-out FILE] [-header FILE]
-       envelopd encrypt -socket PATH -tenant NAME [-cipher aes256] [-in FILE] [-out FILE]
+       envelopd encrypt -socket FILE -tenant NAME [-cipher aes256] [-in FILE] [-out FILE]
 
 Encrypts -in (default stdin) as a CMS EnvelopedData to every -cert and writes
 it to -out (default stdout): DER when the input is a regular file, BER with
@@ -33,13 +33,13 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&certs, "cert", "recipient certificate `FILE` (PEM or DER; repeatable)")
 	fs.Var(&cas, "ca", "root CA certificate `FILE` the recipients must chain to (repeatable; default: no chain check)")
 	quiet := fs.Bool("q", false, "no progress bar (shown on stderr when it is a terminal)")
-	cipherName := fs.String("cipher", "aes256", "content cipher: aes128, aes192, aes256, aes128-gcm, aes256-gcm")
+	cipherName := fs.String("cipher", "aes256", "content cipher `NAME`: aes128, aes192, aes256, aes128-gcm, aes256-gcm")
 	oaep := fs.String("oaep", "", "use RSA-OAEP key transport with `HASH` sha1 or sha256 (default PKCS#1 v1.5)")
 	keyid := fs.Bool("keyid", false, "name recipients by subject key identifier instead of issuer and serial")
 	in := fs.String("in", "", "input `FILE` (default stdin)")
 	out := fs.String("out", "", "output `FILE` (default stdout)")
 	header := fs.String("header", "", "write the header-only envelope to `FILE` (PEM) and raw ciphertext to -out")
-	socket := fs.String("socket", "", "encrypt through the daemon at this Unix socket `PATH`")
+	socket := fs.String("socket", "", "encrypt through the daemon at this Unix socket `FILE`")
 	tenant := fs.String("tenant", "", "tenant `NAME` (with -socket)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
@@ -54,7 +54,7 @@ func runEncrypt(ctx context.Context, env *cliEnv, args []string) error {
 		return usageErr(fs, "-tenant needs -socket")
 	}
 	if len(certs) == 0 {
-		return usageErr(fs, "give at least one -cert FILE (or -socket PATH and -tenant NAME)")
+		return usageErr(fs, "give at least one -cert FILE (or -socket FILE and -tenant NAME)")
 	}
 	c, err := envelope.ParseCipher(*cipherName)
 	if err != nil {

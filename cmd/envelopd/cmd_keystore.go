@@ -59,7 +59,7 @@ func runKeystore(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(&usage, "\nThe password is -pass env:NAME|file:PATH|pass:VALUE, or the value of $%s.\n", keystorePasswordEnv)
 	fmt.Fprint(&usage, "An entry holds one key and any number of its certificates (set-certificate):\n"+
 		"the current one is used to encrypt, every one of them names the key to decrypt.\n"+
-		"Back up with export (PKCS#12), restore with import -from BACKUP.p12 -alias NAME.\n")
+		"Back up with export (PKCS#12), restore with import -from FILE -alias ALIAS.\n")
 	fmt.Fprint(&usage, "run \"envelopd keystore <subcommand> -h\" for its flags.\n")
 	return runSubcommand(ctx, env, "keystore", usage.String(), subs, args)
 }
@@ -152,8 +152,8 @@ func ksCreate(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func ksImport(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "import", "(-alias NAME -key KEY.pem [-key-pass SPEC] -cert CERT.pem [-chain CA.pem] | -alias NAME -cert SIGNED.pem | -from OTHER.jks|OTHER.p12|BACKUP.p12 -from-pass SPEC [-alias NAME])")
-	alias := f.fs.String("alias", "", "entry `NAME` (with -from: import only this alias, or the name of the one unnamed key of a PKCS#12 file such as a keystore export)")
+	f := newKSFlags(env, "import", "(-alias ALIAS -key FILE [-key-pass SPEC] -cert FILE [-chain FILE] | -alias ALIAS -cert FILE | -from FILE -from-pass SPEC [-alias ALIAS])")
+	alias := f.fs.String("alias", "", "entry `ALIAS` (with -from: import only this alias, or the name of the one unnamed key of a PKCS#12 file such as a keystore export)")
 	keyPath := f.fs.String("key", "", "private key `FILE` (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8; or DER)")
 	keyPass := f.fs.String("key-pass", "", "password `SPEC` of an encrypted -key")
 	certPath := f.fs.String("cert", "", "certificate `FILE` (PEM or DER; further certificates in it form the chain)")
@@ -303,11 +303,11 @@ func readJavaKeystoreFile(path, passSpec, only string) ([]file.ImportEntry, erro
 }
 
 func ksGenerate(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "generate", "-alias NAME -subject DN [-bits 3072] [-days 730] [-csr FILE]")
-	alias := f.fs.String("alias", "", "entry `NAME` (required)")
-	bits := f.fs.Int("bits", 3072, "RSA key size: 2048, 3072 or 4096")
+	f := newKSFlags(env, "generate", "-alias ALIAS -subject DN [-bits N] [-days N] [-csr FILE]")
+	alias := f.fs.String("alias", "", "entry `ALIAS` (required)")
+	bits := f.fs.Int("bits", defaultKeyBits, "RSA key size in bits, `N`: 2048, 3072 or 4096")
 	subject := f.fs.String("subject", "", "subject `DN`, e.g. \"CN=recordings 2025,O=Example,C=DE\" or \"/CN=.../O=...\" (required)")
-	days := f.fs.Int("days", 730, "validity of the self-signed certificate in days")
+	days := f.fs.Int("days", defaultCertDays, "validity of the self-signed certificate in `N` days")
 	csrPath := f.fs.String("csr", "", "also write a certificate signing request (PEM) to `FILE`")
 	if err := f.parse(args); err != nil {
 		return err
@@ -481,8 +481,8 @@ func dash(s string) string {
 }
 
 func ksExportCert(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "export-cert", "-alias NAME [-chain] [-out FILE]")
-	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	f := newKSFlags(env, "export-cert", "-alias ALIAS [-chain] [-out FILE]")
+	alias := f.fs.String("alias", "", "entry `ALIAS` (required)")
 	chain := f.fs.Bool("chain", false, "write the whole chain, leaf first")
 	outPath := f.fs.String("out", "", "output `FILE` (default stdout)")
 	if err := f.parse(args); err != nil {
@@ -512,8 +512,8 @@ func ksExportCert(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func ksRetire(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "retire", "-alias NAME")
-	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	f := newKSFlags(env, "retire", "-alias ALIAS")
+	alias := f.fs.String("alias", "", "entry `ALIAS` (required)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -530,8 +530,8 @@ func ksRetire(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func ksDelete(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "delete", "-alias NAME -force")
-	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	f := newKSFlags(env, "delete", "-alias ALIAS -force")
+	alias := f.fs.String("alias", "", "entry `ALIAS` (required)")
 	force := f.fs.Bool("force", false, "really delete: recordings encrypted only to this key become unreadable")
 	if err := f.parse(args); err != nil {
 		return err

@@ -18,8 +18,8 @@ import (
 )
 
 func ksSetCertificate(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "set-certificate", "-alias NAME -cert SIGNED.pem [-chain CA.pem] [-keep-current]")
-	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	f := newKSFlags(env, "set-certificate", "-alias ALIAS -cert FILE [-chain FILE] [-keep-current]")
+	alias := f.fs.String("alias", "", "entry `ALIAS` (required)")
 	certPath := f.fs.String("cert", "", "certificate `FILE` of the entry's key (PEM or DER; further certificates in it form its chain) (required)")
 	chainPath := f.fs.String("chain", "", "CA certificates `FILE` appended to the chain")
 	keep := f.fs.Bool("keep-current", false, "add the certificate for decryption only; the current certificate stays the one encryption uses (implied for an expired certificate while the current one is valid)")
@@ -136,8 +136,8 @@ func describeCert(c *x509.Certificate) string {
 }
 
 func ksExport(ctx context.Context, env *cliEnv, args []string) error {
-	f := newKSFlags(env, "export", "-alias NAME -out BACKUP.p12 -out-pass SPEC")
-	alias := f.fs.String("alias", "", "entry `NAME` (required)")
+	f := newKSFlags(env, "export", "-alias ALIAS -out FILE -out-pass SPEC")
+	alias := f.fs.String("alias", "", "entry `ALIAS` (required)")
 	outPath := f.fs.String("out", "", "PKCS#12 `FILE` to write, mode 0600 (required)")
 	outPass := f.fs.String("out-pass", "", "password `SPEC` of the PKCS#12 file: env:NAME, file:PATH or pass:VALUE (required; use a long random one, e.g. openssl rand -hex 16)")
 	if err := f.parse(args); err != nil {

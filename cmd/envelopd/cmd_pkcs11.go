@@ -40,7 +40,7 @@ const pkcs11Usage = `usage: envelopd pkcs11 <list|generate|import> [flags]
             token (migration from a key file); with -cert but no -key, store
             certificates (e.g. CA-signed, from the CSR) with an existing key
 
-Every subcommand takes -module PATH, -token LABEL (or -serial) and -pin SPEC
+Every subcommand takes -module FILE, -token LABEL (or -serial) and -pin SPEC
 (env:NAME, file:PATH or pass:VALUE; default env:ENVELOPD_PKCS11_PIN).
 `
 
@@ -65,10 +65,10 @@ func (f *pkcs11Flags) add(fs *flag.FlagSet) {
 	if _, err := os.Stat(softHSMModule); err == nil {
 		def = softHSMModule
 	}
-	fs.StringVar(&f.module, "module", def, "PKCS#11 library (.so)")
-	fs.StringVar(&f.token, "token", "", "token label")
-	fs.StringVar(&f.serial, "serial", "", "token serial number (instead of -token)")
-	fs.StringVar(&f.pin, "pin", "env:ENVELOPD_PKCS11_PIN", "user PIN reference: env:NAME, file:PATH or pass:VALUE")
+	fs.StringVar(&f.module, "module", def, "PKCS#11 library `FILE` (.so)")
+	fs.StringVar(&f.token, "token", "", "token `LABEL`")
+	fs.StringVar(&f.serial, "serial", "", "token serial number `ID` (instead of -token)")
+	fs.StringVar(&f.pin, "pin", "env:ENVELOPD_PKCS11_PIN", "user PIN `SPEC`: env:NAME, file:PATH or pass:VALUE")
 	f.addTimeout(fs, 5*time.Minute)
 }
 
@@ -85,7 +85,7 @@ func (f *pkcs11Flags) open(ctx context.Context, _ *cliEnv, cmd string) (*pkcs11.
 }
 
 func pkcs11List(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "pkcs11 list", "-token LABEL [-module PATH] [-pin SPEC]")
+	fs := newFlagSet(env, "pkcs11 list", "-token LABEL [-module FILE] [-pin SPEC]")
 	var f pkcs11Flags
 	f.add(fs)
 	if err := parseFlags(fs, args, false); err != nil {
@@ -121,15 +121,15 @@ func pkcs11List(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "pkcs11 generate", "-token LABEL -label NAME -subject DN [-bits 3072] [-days 825] [-csr FILE] [-cert-out FILE]")
+	fs := newFlagSet(env, "pkcs11 generate", "-token LABEL -label LABEL -subject DN [-bits N] [-days N] [-csr FILE] [-cert-out FILE]")
 	var f pkcs11Flags
 	f.add(fs)
-	label := fs.String("label", "", "CKA_LABEL of the new key pair (required)")
-	bits := fs.Int("bits", 3072, "RSA modulus size: 2048, 3072 or 4096")
-	subject := fs.String("subject", "", `certificate subject, e.g. "CN=tenant-a recordings,O=Example" (required)`)
-	days := fs.Int("days", 825, "validity of the self-signed certificate in days")
-	csrPath := fs.String("csr", "", "also write a certificate signing request (PEM) here")
-	certOut := fs.String("cert-out", "", "also write the self-signed certificate (PEM) here")
+	label := fs.String("label", "", "`LABEL` (CKA_LABEL) of the new key pair (required)")
+	bits := fs.Int("bits", defaultKeyBits, "RSA key size in bits, `N`: 2048, 3072 or 4096")
+	subject := fs.String("subject", "", "certificate subject `DN`, e.g. \"CN=tenant-a recordings,O=Example\" (required)")
+	days := fs.Int("days", defaultCertDays, "validity of the self-signed certificate in `N` days")
+	csrPath := fs.String("csr", "", "also write a certificate signing request (PEM) to `FILE`")
+	certOut := fs.String("cert-out", "", "also write the self-signed certificate (PEM) to `FILE`")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -198,13 +198,13 @@ func pkcs11Generate(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func pkcs11Import(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "pkcs11 import", "-token LABEL -label NAME [-key KEY.pem [-key-pass SPEC]] -cert CERT.pem")
+	fs := newFlagSet(env, "pkcs11 import", "-token LABEL -label LABEL [-key FILE [-key-pass SPEC]] -cert FILE")
 	var f pkcs11Flags
 	f.add(fs)
-	label := fs.String("label", "", "CKA_LABEL of the key (required)")
-	keyPath := fs.String("key", "", "RSA private key, PEM (PKCS#1, PKCS#8 or encrypted PKCS#8)")
-	keyPass := fs.String("key-pass", "", "password reference for an encrypted key (env:, file:, pass:)")
-	certPath := fs.String("cert", "", "certificate PEM, leaf first, optionally followed by its chain (required)")
+	label := fs.String("label", "", "`LABEL` (CKA_LABEL) of the key (required)")
+	keyPath := fs.String("key", "", "RSA private key `FILE`, PEM (PKCS#1, PKCS#8 or encrypted PKCS#8)")
+	keyPass := fs.String("key-pass", "", "password `SPEC` of an encrypted -key: env:NAME, file:PATH or pass:VALUE")
+	certPath := fs.String("cert", "", "certificate `FILE` (PEM), leaf first, optionally followed by its chain (required)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

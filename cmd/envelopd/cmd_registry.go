@@ -26,7 +26,7 @@ func runRegistry(ctx context.Context, env *cliEnv, args []string) error {
 // runRegistryMigrate moves a single-node registry (files in data_dir) to
 // PostgreSQL. Running it again copies nothing twice.
 func runRegistryMigrate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "registry migrate", "-from DATA_DIR -to URL")
+	fs := newFlagSet(env, "registry migrate", "-from DIR -to URL")
 	from := fs.String("from", "", "the daemon's data_dir (`DIR`) holding tenants/*/certificates")
 	to := fs.String("to", "", "the PostgreSQL `URL`, or a secret reference to it (env:NAME, file:PATH)")
 	if err := parseFlags(fs, args, false); err != nil {

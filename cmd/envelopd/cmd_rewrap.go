@@ -16,11 +16,11 @@ func init() {
 	register(&command{name: "rewrap", summary: "wrap the key of an envelope or recording.json to new recipients, without re-encrypting", run: runRewrap})
 }
 
-const rewrapSynopsis = `-cert NEW.crt [-cert ...] [-oaep sha1|sha256] [-keyid] [-ca FILE] [-keep-old] KEYS [-in FILE] [-out FILE]
-       envelopd rewrap -socket PATH -tenant T [-keep-old] [-in FILE] [-out FILE]
+const rewrapSynopsis = `-cert FILE [-cert FILE ...] [-oaep sha1|sha256] [-keyid] [-ca FILE] [-keep-old] KEYS [-in FILE] [-out FILE]
+       envelopd rewrap -socket FILE -tenant NAME [-keep-old] [-in FILE] [-out FILE]
 
 KEYS, to open the envelope, as for decrypt:
-       -key FILE [-key-cert FILE] [-pass SPEC] | -keystore FILE [-pass SPEC] | -socket PATH
+       -key FILE [-key-cert FILE] [-pass SPEC] | -keystore FILE [-pass SPEC] | -socket FILE
 
 Writes -in (default stdin) to -out (default stdout) with its data key
 wrapped to the new recipients instead of the old ones (or next to them,
@@ -62,7 +62,7 @@ func (rf *recipientFlags) rewrapper(ctx context.Context, env *cliEnv, kf *keyFla
 	case rf.tenant != "" && (len(rf.certs) > 0 || rf.oaep != "" || rf.keyid || len(rf.cas) > 0):
 		return nil, nil, errors.New("-tenant takes no -cert, -oaep, -keyid or -ca: the daemon chooses the tenant's recipients")
 	case rf.tenant == "" && len(rf.certs) == 0:
-		return nil, nil, fmt.Errorf("%s needs the new recipients: -cert FILE, or -socket PATH -tenant T", cmd)
+		return nil, nil, fmt.Errorf("%s needs the new recipients: -cert FILE, or -socket FILE -tenant NAME", cmd)
 	}
 	if err := kf.check(cmd); err != nil {
 		return nil, nil, err

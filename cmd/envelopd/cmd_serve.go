@@ -18,7 +18,7 @@ func init() {
 
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "serve", "-config FILE | -dev")
-	cfgPath := fs.String("config", "", "configuration `file` (TOML); see config.example.toml")
+	cfgPath := fs.String("config", "", "configuration `FILE` (TOML); see config.example.toml")
 	dev := fs.Bool("dev", false, "development mode: create or reuse ./"+daemon.DevDirName+" (keystore, tenant \"default\", socket) and serve it")
 	check := fs.Bool("check", false, "load the configuration, open the backends and resolve every key, then exit")
 	if err := parseFlags(fs, args, false); err != nil {

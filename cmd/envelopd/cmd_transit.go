@@ -35,6 +35,9 @@ const transitUsage = `usage: envelopd transit <generate|import|csr|set-certifica
 
 Every subcommand takes -address URL and -token SPEC (env:NAME, file:PATH);
 VAULT_* environment variables are not read implicitly.
+New keys are 3072-bit like every backend's (-bits). There is no -days:
+Transit issues no certificate; csr writes a request, and the CA that signs
+it sets the validity.
 `
 
 func runTransit(ctx context.Context, env *cliEnv, args []string) error {
@@ -53,13 +56,13 @@ type transitFlags struct {
 }
 
 func (f *transitFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&f.address, "address", "", "Vault address, e.g. https://vault.example:8200 (required)")
-	fs.StringVar(&f.token, "token", "", "Vault token reference: env:NAME or file:PATH (required)")
-	fs.StringVar(&f.mount, "mount", "transit", "Transit mount path")
-	fs.StringVar(&f.namespace, "namespace", "", "Vault namespace")
-	fs.StringVar(&f.caCert, "ca-cert", "", "PEM file of CAs that sign Vault's certificate")
-	fs.StringVar(&f.serverName, "tls-server-name", "", "name to verify in Vault's certificate")
-	fs.StringVar(&f.name, "name", "", "Transit key name; NAME@VERSION selects a version (required)")
+	fs.StringVar(&f.address, "address", "", "Vault address `URL`, e.g. https://vault.example:8200 (required)")
+	fs.StringVar(&f.token, "token", "", "Vault token `SPEC`: env:NAME or file:PATH (required)")
+	fs.StringVar(&f.mount, "mount", "transit", "Transit mount path `NAME`")
+	fs.StringVar(&f.namespace, "namespace", "", "Vault namespace `NAME`")
+	fs.StringVar(&f.caCert, "ca-cert", "", "`FILE` of the CA certificates (PEM) that sign Vault's certificate")
+	fs.StringVar(&f.serverName, "tls-server-name", "", "host `NAME` to verify in Vault's certificate")
+	fs.StringVar(&f.name, "name", "", "Transit key `NAME`; NAME@VERSION selects a version (required)")
 	f.addTimeout(fs, 2*time.Minute)
 }
 
@@ -79,11 +82,11 @@ func (f *transitFlags) open(ctx context.Context, _ *cliEnv, cmd string) (*transi
 }
 
 func transitGenerate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "transit generate", "-address URL -token SPEC -name NAME [-bits 2048] [-out public.pem]")
+	fs := newFlagSet(env, "transit generate", "-address URL -token SPEC -name NAME [-bits N] [-out FILE]")
 	var f transitFlags
 	f.add(fs)
-	bits := fs.Int("bits", 2048, "RSA modulus size: 2048, 3072 or 4096")
-	out := fs.String("out", "", "write the public key (PEM) here (default: stdout)")
+	bits := fs.Int("bits", defaultKeyBits, "RSA key size in bits, `N`: 2048, 3072 or 4096 (Transit key types rsa-2048, rsa-3072, rsa-4096)")
+	out := fs.String("out", "", "write the public key (PEM) to `FILE` (default: stdout)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -98,12 +101,12 @@ func transitGenerate(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func transitImport(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "transit import", "-address URL -token SPEC -name NAME -key KEY.pem [-key-pass SPEC] [-chain chain.pem]")
+	fs := newFlagSet(env, "transit import", "-address URL -token SPEC -name NAME -key FILE [-key-pass SPEC] [-chain FILE]")
 	var f transitFlags
 	f.add(fs)
-	keyPath := fs.String("key", "", "RSA private key, PEM (PKCS#1, PKCS#8 or encrypted PKCS#8) (required)")
-	keyPass := fs.String("key-pass", "", "password reference for an encrypted key (env:, file:)")
-	chainPath := fs.String("chain", "", "certificate chain PEM, leaf first, stored with the key")
+	keyPath := fs.String("key", "", "RSA private key `FILE`, PEM (PKCS#1, PKCS#8 or encrypted PKCS#8) (required)")
+	keyPass := fs.String("key-pass", "", "password `SPEC` of an encrypted -key: env:NAME, file:PATH or pass:VALUE")
+	chainPath := fs.String("chain", "", "certificate chain `FILE` (PEM), leaf first, stored with the key")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -131,11 +134,11 @@ func transitImport(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "transit csr", "-address URL -token SPEC -name NAME[@VERSION] -subject DN [-out req.pem]")
+	fs := newFlagSet(env, "transit csr", "-address URL -token SPEC -name NAME[@VERSION] -subject DN [-out FILE]")
 	var f transitFlags
 	f.add(fs)
-	subject := fs.String("subject", "", `subject, e.g. "CN=tenant-a recordings,O=Example,C=GB" (a bare string is the CN)`)
-	out := fs.String("out", "", "write the CSR (PEM) here (default: stdout)")
+	subject := fs.String("subject", "", "subject `DN`, e.g. \"CN=tenant-a recordings,O=Example,C=GB\" (a bare string is the CN)")
+	out := fs.String("out", "", "write the CSR (PEM) to `FILE` (default: stdout)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -159,10 +162,10 @@ func transitCSR(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func transitSetCertificate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "transit set-certificate", "-address URL -token SPEC -name NAME[@VERSION] -chain chain.pem")
+	fs := newFlagSet(env, "transit set-certificate", "-address URL -token SPEC -name NAME[@VERSION] -chain FILE")
 	var f transitFlags
 	f.add(fs)
-	chainPath := fs.String("chain", "", "certificate chain PEM, leaf first (required)")
+	chainPath := fs.String("chain", "", "certificate chain `FILE` (PEM), leaf first (required)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ func isHelpArg(s string) bool {
 func runSubcommand(ctx context.Context, env *cliEnv, cmd, usage string, subs []subcommand, args []string) error {
 	if len(args) > 0 && isHelpArg(args[0]) {
 		fmt.Fprint(env.stderr, usage)
+		printExamples(env.stderr, groupExamples(cmd, subs))
 		return flag.ErrHelp
 	}
 	names := make([]string, len(subs))
@@ -69,7 +70,7 @@ type backendFlags[B io.Closer] interface {
 type timeoutFlag struct{ timeout time.Duration }
 
 func (f *timeoutFlag) addTimeout(fs *flag.FlagSet, def time.Duration) {
-	fs.DurationVar(&f.timeout, "timeout", def, "overall time limit")
+	fs.DurationVar(&f.timeout, "timeout", def, "overall time limit, a `DURATION` such as 90s or 5m")
 }
 
 func (f *timeoutFlag) limit() time.Duration { return f.timeout }

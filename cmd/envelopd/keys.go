@@ -42,7 +42,7 @@ func (k *keyFlags) register(fs *flag.FlagSet, certFlag string) {
 	fs.Var(&k.certs, certFlag, "certificate `FILE` of a -key, to match issuer-and-serial recipients (repeatable)")
 	fs.StringVar(&k.pass, "pass", "", "password `SPEC` for encrypted keys or the keystore: env:NAME, file:PATH or pass:VALUE")
 	fs.StringVar(&k.keystore, "keystore", "", "open with whichever entry of this keystore `FILE` matches")
-	fs.StringVar(&k.socket, "socket", "", "unwrap data keys through the daemon at this Unix socket `PATH` (the AES work stays here)")
+	fs.StringVar(&k.socket, "socket", "", "unwrap data keys through the daemon at this Unix socket `FILE` (the AES work stays here)")
 }
 
 // given reports whether any key source was given.
@@ -65,7 +65,7 @@ func (k *keyFlags) check(cmd string) error {
 	}
 	switch {
 	case modes == 0:
-		return fmt.Errorf("%s needs -key FILE, -keystore FILE or -socket PATH to open the envelopes", cmd)
+		return fmt.Errorf("%s needs -key FILE, -keystore FILE or -socket FILE to open the envelopes", cmd)
 	case modes > 1:
 		return errors.New("use only one of -key, -keystore and -socket")
 	case len(k.certs) > 0 && len(k.keys) == 0:

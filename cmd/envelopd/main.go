@@ -157,13 +157,15 @@ func usageErr(fs *flag.FlagSet, format string, args ...any) error {
 	return &usageError{cmd: fs.Name(), msg: fmt.Sprintf(format, args...)}
 }
 
-// newFlagSet returns a FlagSet that reports errors as *usageError.
+// newFlagSet returns a FlagSet that reports errors as *usageError. Its
+// usage (-h) shows the synopsis, the flags and the examples of name.
 func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(env.stderr, "usage: envelopd %s %s\n", name, synopsis)
 		fs.PrintDefaults()
+		printExamples(env.stderr, examples[name])
 	}
 	return fs
 }
