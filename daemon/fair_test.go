@@ -322,7 +322,11 @@ func TestPlaybackSlowReaderAboveRate(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), media) {
 		t.Fatalf("%d bytes, want the %d of the recording", got.Len(), len(media))
 	}
-	// A player that stops reading is broken off and frees its slot.
+	// A player that stops reading is broken off and frees its slot. Its
+	// recording is larger than any socket buffer, or the daemon would
+	// write it all into the socket and never notice the stall.
+	meta, _ = e.recordComplete(t, "t", "stalled-reader", payload(16<<20), "video/mp4", "")
+	pr = e.mustCreate(t, "t", map[string]string{"metadata": meta})
 	resp = e.do(t, "GET", pr.URL, nil)
 	defer resp.Body.Close()
 	time.Sleep(3 * time.Second)

@@ -563,30 +563,14 @@ func listenUnix(path string, perm os.FileMode) (net.Listener, error) {
 		l.Close()
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
-	return unixBufListener{l}, nil
-}
-
-// unixSendBuffer is the send buffer asked for each accepted Unix socket
-// connection (SO_SNDBUF; Linux caps it at net.core.wmem_max and doubles
-// it). On a Unix stream socket the sender's buffer is the whole window:
-// with the default (net.core.wmem_default, 208 KiB) a streamed response
-// blocks and wakes its reader every few tens of KiB. A 1 GiB transfer
-// between two processes took 0.25 s with the default and 0.15 s with
-// 1 MiB on the machine the benchmarks ran on. The kernel charges only
-// what is queued for a client that does not read: at most 2 MiB per
-// connection (limits.max_connections), and in practice only streams
-// (limits.max_streams) have that much to send.
-const unixSendBuffer = 1 << 20
-
-// unixBufListener sets the send buffer of each connection it accepts.
-type unixBufListener struct{ net.Listener }
-
-func (l unixBufListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if uc, ok := c.(*net.UnixConn); ok && err == nil {
-		_ = uc.SetWriteBuffer(unixSendBuffer) // best effort: a smaller buffer is only slower
-	}
-	return c, err
+	// The send buffer stays the system default (net.core.wmem_default,
+	// 208 KiB), although a larger one moves a 1 GiB answer 40% faster:
+	// Linux wakes a writer blocked on a full Unix socket only once the
+	// reader has drained three quarters of the buffer, so with 2 MiB a
+	// player reading at a 64 kbit/s bitrate would leave the daemon's write
+	// blocked for minutes, and limits.min_stream_rate, which counts the
+	// bytes written, would break it off (TestPlaybackSlowReaderAboveRate).
+	return l, nil
 }
 
 var umaskMu sync.Mutex

@@ -41,7 +41,8 @@ const maxHeaderFile = 1 << 20
 // unixSendBuffer is the send buffer (SO_SNDBUF) asked for the connection
 // to the daemon. On a Unix stream socket the sender's buffer is the whole
 // window; the default (208 KiB) makes a large upload block and wake the
-// daemon every few tens of KiB. The daemon asks the same for its answers.
+// daemon every few tens of KiB. (The daemon keeps the default for its
+// answers: a larger one would hide a slow reader from its rate limit.)
 const unixSendBuffer = 1 << 20
 
 // clientBuffer is the size of the HTTP client's read and write buffers

@@ -41,18 +41,7 @@ func serveEcho(sock string) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r.Body}, make([]byte, echoChunk))
 	})}
-	srv.Serve(sndbufListener{l})
-}
-
-// sndbufListener gives accepted connections the daemon's send buffer.
-type sndbufListener struct{ net.Listener }
-
-func (l sndbufListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if uc, ok := c.(*net.UnixConn); ok && err == nil {
-		_ = uc.SetWriteBuffer(1 << 20)
-	}
-	return c, err
+	srv.Serve(l) // the default send buffer, as the daemon's
 }
 
 // startEcho runs the echo server in a child process.
