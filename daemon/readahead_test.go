@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -65,5 +67,33 @@ func TestReadAheadBudget(t *testing.T) {
 				t.Errorf("after the streams ended: %v", budget)
 			}
 		})
+	}
+}
+
+// TestReadAheadBudgetAcrossReload: a reload resizes the process's one
+// read-ahead budget instead of making a second one, so the streams of the
+// old and the new configuration together stay within read_ahead_bytes
+// (each generation had its own budget before: twice the limit during a
+// reload).
+func TestReadAheadBudgetAcrossReload(t *testing.T) {
+	p := startInProcess(t, "read_ahead_bytes = 1048576")
+	before := p.srv.rt.Load().readAhead
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte("read_ahead_bytes = 1048576"), []byte("read_ahead_bytes = 2097152"), 1)
+	if err := os.WriteFile(p.cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := p.srv.rt.Load().readAhead
+	if after != before {
+		t.Fatalf("the reload made a second budget (%v beside %v)", after, before)
+	}
+	if after.Limit() != 2<<20 {
+		t.Errorf("after the reload the budget is %v, want a limit of 2 MiB", after)
 	}
 }

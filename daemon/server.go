@@ -24,6 +24,7 @@ import (
 	"github.com/envelopd/envelopd/daemon/config"
 	"github.com/envelopd/envelopd/daemon/metrics"
 	"github.com/envelopd/envelopd/daemon/registry"
+	"github.com/envelopd/envelopd/envelope"
 )
 
 // Options configure a Server.
@@ -52,6 +53,9 @@ type Server struct {
 	conns *connLimit
 	// staging bounds the AES-GCM ciphertext staged by all streams.
 	staging staging
+	// readAhead is the read-ahead budget of all streams (install gives it
+	// to each generation; set under mu).
+	readAhead *envelope.Budget
 
 	// audit is the audit log; Reload may replace it (audit_log changed).
 	audit atomic.Pointer[audit.Logger]
@@ -232,6 +236,16 @@ type reloadFailure struct {
 // install makes rt current, starts its health checks, and retires the
 // previous generation (closed when its last request ends).
 func (s *Server) install(rt *generation) {
+	// One read-ahead budget for the process, resized to each
+	// configuration: streams of the old generation that are still running
+	// and those of the new one share it (limits.read_ahead_bytes holds
+	// across a reload, as max_streams does).
+	if s.readAhead == nil {
+		s.readAhead = rt.readAhead
+	} else {
+		s.readAhead.SetLimit(rt.cfg.Limits.ReadAheadBytes)
+		rt.readAhead = s.readAhead
+	}
 	hctx, cancel := context.WithCancel(context.Background())
 	rt.stopHealth = cancel
 	go rt.healthLoop(hctx, 10*time.Second, s.metrics.SetBackendUp)

@@ -22,7 +22,7 @@ import (
 // The memory of n concurrent streams is thus at most n×ChunkSize plus the
 // budget's limit. A Budget is safe for concurrent use.
 type Budget struct {
-	limit int64
+	limit atomic.Int64
 	used  atomic.Int64
 }
 
@@ -38,27 +38,35 @@ const (
 // streams that share it. A limit below ChunkSize allows no read-ahead at
 // all; MaxAhead×ChunkSize (2 MiB) gives one stream its full speed.
 func NewBudget(limit int64) *Budget {
-	return &Budget{limit: max(limit, 0)}
+	b := &Budget{}
+	b.limit.Store(max(limit, 0))
+	return b
 }
+
+// SetLimit changes the budget's size. Chunks already taken stay taken: a
+// smaller limit holds new read-ahead back until enough of them are given
+// back. (A daemon keeps one Budget across configuration reloads this way,
+// instead of holding two while streams of the old configuration finish.)
+func (b *Budget) SetLimit(limit int64) { b.limit.Store(max(limit, 0)) }
 
 // DefaultBudget is the budget of streams that name none (16 MiB).
 var DefaultBudget = NewBudget(16 << 20)
 
 // Limit returns the budget's size in bytes.
-func (b *Budget) Limit() int64 { return b.limit }
+func (b *Budget) Limit() int64 { return b.limit.Load() }
 
 // InUse returns the bytes currently taken from the budget.
 func (b *Budget) InUse() int64 { return b.used.Load() }
 
 func (b *Budget) String() string {
-	return fmt.Sprintf("%d of %d bytes in use", b.InUse(), b.limit)
+	return fmt.Sprintf("%d of %d bytes in use", b.InUse(), b.Limit())
 }
 
 // take takes one chunk from the budget if it has room.
 func (b *Budget) take() bool {
 	for {
 		u := b.used.Load()
-		if u+chunkSize > b.limit {
+		if u+chunkSize > b.limit.Load() {
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+chunkSize) {
