@@ -78,6 +78,10 @@ func TestDenialNamesRuleAndPermission(t *testing.T) {
 	if len(h.auditLines(map[string]string{"outcome": "denied", "client": "uid:4242"})) == 0 {
 		t.Error("no audit line for the unidentified peer")
 	}
+	// The operator's log says why, as the answer does.
+	if logs := h.logs.String(); !strings.Contains(logs, `lacks \"datakey\" on tenant \"a\"`) {
+		t.Errorf("the access denied log line lacks the reason:\n%s", logs)
+	}
 }
 
 // TestDenialSameForUnknownTenant: a tenant the caller may not see gets the

@@ -81,14 +81,15 @@ func (s *Server) wrap(rt route) http.Handler {
 		defer c.rt.release()
 		c.id = authenticate(r, c.rt.cfg.Clients)
 		if !c.permitted(rt.perm) {
-			s.log.Info("access denied", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "remote", c.id.remote, "request_id", c.reqID)
+			denial := c.denial(rt.perm)
+			s.log.Info("access denied", "op", rt.op, "client", c.id.name, "tenant", c.tenant, "remote", c.id.remote, "request_id", c.reqID, "reason", denial.message)
 			s.metrics.Error("forbidden")
 			ev := c.event()
 			ev.Outcome = "denied"
 			if err := s.logAudit(ev); err != nil {
 				s.log.Error("audit log write failed", "error", err)
 			}
-			writeError(c.w, c.denial(rt.perm))
+			writeError(c.w, denial)
 			return
 		}
 		err := rt.h(c)
