@@ -105,6 +105,9 @@ func readJKS(data, password []byte) ([]ImportEntry, error) {
 }
 
 func readPKCS12(data, password []byte) ([]ImportEntry, error) {
+	if err := checkPKCS12Iterations(data); err != nil {
+		return nil, err
+	}
 	blocks, err := pkcs12.ToPEM(data, string(password))
 	if errors.Is(err, pkcs12.ErrIncorrectPassword) {
 		return nil, ErrJavaPassword
