@@ -534,11 +534,15 @@ func (w *sealWriter) submit() error {
 // process seals chunk c after prev is sealed and writes it after prev is
 // written. It returns c's buffer to the pool and its budget.
 func (w *sealWriter) process(c, prev *wchunk) {
+	// The buffer and the budget go back before c.written closes: Close
+	// (drain) returns once the last chunk is written, and the budget must
+	// then be whole (it lagged by a chunk under load before).
 	defer func() {
 		putChunk(c.buf)
 		if c.borrowed {
 			w.acct.b.give(1)
 		}
+		close(c.written)
 	}()
 	data := (*c.buf)[chunkHead : chunkHead+c.n]
 	if prev != nil {
@@ -553,7 +557,6 @@ func (w *sealWriter) process(c, prev *wchunk) {
 	if prev != nil {
 		<-prev.written
 	}
-	defer close(c.written)
 	if w.getErr() != nil {
 		return
 	}
