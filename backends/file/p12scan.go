@@ -28,12 +28,15 @@ var maxPKCS12Iterations = MaxPKCS12Iterations
 // parameters: salt, iterations; PBKDF2-params: salt, iterationCount), so
 // the check walks the DER, including the DER inside OCTET STRINGs (the
 // authenticated safe and its contents), and reads every INTEGER that
-// comes right after an OCTET STRING. Bags inside an encrypted content are
-// out of its sight until decrypted, after a derivation it has checked.
-// A file it cannot walk is left to the decoder, which refuses it.
+// comes right after an OCTET STRING inside a SEQUENCE. An OCTET STRING is
+// walked only when its whole content is DER, so that the bytes of a salt,
+// a digest or a ciphertext are not mistaken for structure. Bags inside an
+// encrypted content are out of its sight until decrypted, after a
+// derivation it has checked. A file it cannot walk is left to the
+// decoder, which refuses it.
 func checkPKCS12Iterations(data []byte) error {
 	w := p12walk{budget: 1 << 16}
-	w.walk(cryptobyte.String(data), 0)
+	w.walk(cryptobyte.String(data), 0, false)
 	if w.over != nil {
 		return fmt.Errorf("the PKCS#12 keystore asks for %v iterations of key derivation, above envelopd's limit of %d; re-export it with fewer (keytool: -J-Dkeystore.pkcs12.keyPbeIterationCount=10000 -J-Dkeystore.pkcs12.macIterationCount=10000; openssl pkcs12 -export: -iter and -maciter)", w.over, maxPKCS12Iterations)
 	}
@@ -45,37 +48,49 @@ type p12walk struct {
 	over   *big.Int // the first iteration count above the limit
 }
 
-// walk looks at the elements of s, a concatenation of DER elements.
-func (w *p12walk) walk(s cryptobyte.String, depth int) bool {
+// walk looks at the elements of s, a concatenation of DER elements, the
+// content of a SEQUENCE when inSeq.
+func (w *p12walk) walk(s cryptobyte.String, depth int, inSeq bool) {
 	if depth > 32 {
-		return false
+		return
 	}
 	prevOctets := false
 	for !s.Empty() {
 		if w.budget--; w.budget < 0 || w.over != nil {
-			return false
+			return
 		}
 		var body cryptobyte.String
 		var tag cbasn1.Tag
 		if !s.ReadAnyASN1(&body, &tag) {
-			return false
+			return
 		}
 		switch {
-		case tag == cbasn1.INTEGER && prevOctets:
+		case tag == cbasn1.INTEGER && prevOctets && inSeq:
 			n := new(big.Int).SetBytes(body)
 			if len(body) > 0 && body[0]&0x80 == 0 && n.Cmp(big.NewInt(int64(maxPKCS12Iterations))) > 0 {
 				w.over = n
-				return false
+				return
 			}
-		case tag == cbasn1.OCTET_STRING:
-			// Nested DER (the authenticated safe, a bag's content),
-			// or only bytes (a salt, a digest): walk a copy, and
-			// ignore what does not parse.
-			w.walk(body, depth+1)
+		case tag == cbasn1.OCTET_STRING && allDER(body):
+			w.walk(body, depth+1, false) // the authenticated safe, a bag's content
 		case tag&0x20 != 0: // constructed: SEQUENCE, SET, [n]
-			w.walk(body, depth+1)
+			w.walk(body, depth+1, tag == cbasn1.SEQUENCE)
 		}
 		prevOctets = tag == cbasn1.OCTET_STRING
+	}
+}
+
+// allDER reports whether s is one or more DER elements and nothing else.
+func allDER(s cryptobyte.String) bool {
+	if s.Empty() {
+		return false
+	}
+	var el cryptobyte.String
+	var tag cbasn1.Tag
+	for !s.Empty() {
+		if !s.ReadAnyASN1Element(&el, &tag) {
+			return false
+		}
 	}
 	return true
 }
