@@ -165,7 +165,11 @@ func (c *call) denial(perm string) *apiError {
 			"not allowed: no [[clients]] rule matches this peer (%s); the daemon's operator must add a [[clients]] rule (uid, gid, cert_subject or token) for it", c.id.peer)
 	}
 	why := fmt.Sprintf("its allow list has no %q", perm)
-	if slices.Contains(c.id.client.Allow, perm) {
+	switch {
+	case !slices.Contains(c.id.client.Allow, perm):
+	case c.tenant == "":
+		why = "its tenants list is empty"
+	default:
 		why = "its tenants list does not name that tenant"
 	}
 	if c.tenant == "" {
