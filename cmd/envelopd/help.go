@@ -1,8 +1,9 @@
 package main
 
 // What every command's help shows besides its flags: examples a user can
-// paste, written with the same placeholders (see placeholders) the flags
-// use; and the defaults that several backends share.
+// paste, written with the same placeholders the flags use (FILE, SPEC,
+// URI, N, ...: the list is in help_test.go, which holds every flag to it);
+// and the defaults that several backends share.
 
 import (
 	"fmt"
@@ -25,20 +26,6 @@ const (
 
 // defaultKMSKeySpec is defaultKeyBits as an AWS KMS key spec.
 var defaultKMSKeySpec = "RSA_" + strconv.Itoa(defaultKeyBits)
-
-// placeholders are the words a flag's usage may name its value by (the
-// back-quoted word of its usage string, flag.UnquoteUsage), the same for
-// every command: FILE a file path (a Unix socket too), DIR a directory,
-// SPEC a secret reference (env:NAME, file:PATH or pass:VALUE), URI a key
-// reference, URL a server's address, N a number, BYTES a size in bytes,
-// DURATION a Go duration ("90s", "5m"), DN a certificate subject, NAME,
-// ALIAS (a keystore entry), LABEL (a PKCS#11 object or token), ID and HASH
-// as named. Boolean flags take none.
-var placeholders = map[string]bool{
-	"FILE": true, "DIR": true, "SPEC": true, "URI": true, "URL": true,
-	"N": true, "BYTES": true, "DURATION": true, "DN": true, "NAME": true,
-	"ALIAS": true, "LABEL": true, "ID": true, "HASH": true,
-}
 
 // Values the examples share.
 const (

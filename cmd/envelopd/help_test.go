@@ -11,6 +11,20 @@ import (
 	"testing"
 )
 
+// placeholders are the words a flag's usage may name its value by (the
+// back-quoted word of its usage string, flag.UnquoteUsage), the same for
+// every command: FILE a file path (a Unix socket too), DIR a directory,
+// SPEC a secret reference (env:NAME, file:PATH or pass:VALUE), URI a key
+// reference, URL a server's address, N a number, BYTES a size in bytes,
+// DURATION a Go duration ("90s", "5m"), DN a certificate subject, NAME,
+// ALIAS (a keystore entry), LABEL (a PKCS#11 object or token), ID and HASH
+// as named. Boolean flags take none.
+var placeholders = map[string]bool{
+	"FILE": true, "DIR": true, "SPEC": true, "URI": true, "URL": true,
+	"N": true, "BYTES": true, "DURATION": true, "DN": true, "NAME": true,
+	"ALIAS": true, "LABEL": true, "ID": true, "HASH": true,
+}
+
 // helpCommands returns every command line that has its own help: each
 // command of usageCases and, for commands with subcommands, the command
 // alone and each subcommand (from the "which subcommand?" error).
