@@ -65,25 +65,9 @@ func tokenDecryptsOAEPSHA256(t *testing.T, b *pkcs11.Backend) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := bare(t, tokenLabel)
-	sh, err := r.OpenSession(r.slot, p11.CKF_SERIAL_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.CloseSession(sh)
-	if err := r.Login(sh, p11.CKU_USER, userPIN); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
-		t.Fatal(err)
-	}
-	if err := r.FindObjectsInit(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY), p11.NewAttribute(p11.CKA_ID, pkcs11ID(t, k))}); err != nil {
-		t.Fatal(err)
-	}
-	objs, _, err := r.FindObjects(sh, 2)
-	r.FindObjectsFinal(sh)
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("finding the key: %v %d", err, len(objs))
-	}
+	r, sh, obj := privateKeyHandle(t, k)
 	mech := p11.NewMechanism(p11.CKM_RSA_PKCS_OAEP, p11.NewOAEPParams(p11.CKM_SHA256, p11.CKG_MGF1_SHA256, p11.CKZ_DATA_SPECIFIED, nil))
-	if err := r.DecryptInit(sh, []*p11.Mechanism{mech}, objs[0]); err != nil {
+	if err := r.DecryptInit(sh, []*p11.Mechanism{mech}, obj); err != nil {
 		return false
 	}
 	got, err := r.Decrypt(sh, ct)

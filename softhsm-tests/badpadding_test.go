@@ -33,23 +33,7 @@ func TestSoftHSMBadPaddingReturnValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := k.Public()
-	r := bare(t, tokenLabel)
-	sh, err := r.OpenSession(r.slot, p11.CKF_SERIAL_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.CloseSession(sh)
-	if err := r.Login(sh, p11.CKU_USER, userPIN); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
-		t.Fatal(err)
-	}
-	if err := r.FindObjectsInit(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY), p11.NewAttribute(p11.CKA_ID, pkcs11ID(t, k))}); err != nil {
-		t.Fatal(err)
-	}
-	objs, _, err := r.FindObjects(sh, 2)
-	r.FindObjectsFinal(sh)
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("finding the key: %v %d", err, len(objs))
-	}
+	r, sh, obj := privateKeyHandle(t, k)
 	// A value below the modulus whose RSA "plaintext" is not padded.
 	bad := make([]byte, pub.Size())
 	for {
@@ -72,7 +56,7 @@ func TestSoftHSMBadPaddingReturnValue(t *testing.T) {
 		{"oaep bad padding", oaep, bad, p11.CKR_GENERAL_ERROR, backends.OAEPSHA1},
 		{"pkcs1v15 ciphertext = modulus", p11.NewMechanism(p11.CKM_RSA_PKCS, nil), tooBig, p11.CKR_GENERAL_ERROR, backends.PKCS1v15},
 	} {
-		if err := r.DecryptInit(sh, []*p11.Mechanism{tc.mech}, objs[0]); err != nil {
+		if err := r.DecryptInit(sh, []*p11.Mechanism{tc.mech}, obj); err != nil {
 			t.Fatalf("%s: C_DecryptInit: %v", tc.name, err)
 		}
 		_, err := r.Decrypt(sh, tc.ct)
@@ -101,6 +85,31 @@ func TestSoftHSMBadPaddingReturnValue(t *testing.T) {
 }
 
 // pkcs11ID returns the CKA_ID of a backend key.
+// privateKeyHandle opens a logged-in session on the test token, behind the
+// backend's back, and finds k's private key object in it. The session
+// closes when the test ends.
+func privateKeyHandle(t *testing.T, k backends.Key) (*rawHSM, p11.SessionHandle, p11.ObjectHandle) {
+	t.Helper()
+	r := bare(t, tokenLabel)
+	sh, err := r.OpenSession(r.slot, p11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.CloseSession(sh) })
+	if err := r.Login(sh, p11.CKU_USER, userPIN); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
+		t.Fatal(err)
+	}
+	if err := r.FindObjectsInit(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY), p11.NewAttribute(p11.CKA_ID, pkcs11ID(t, k))}); err != nil {
+		t.Fatal(err)
+	}
+	objs, _, err := r.FindObjects(sh, 2)
+	r.FindObjectsFinal(sh)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("finding the key: %v %d", err, len(objs))
+	}
+	return r, sh, objs[0]
+}
+
 func pkcs11ID(t *testing.T, k backends.Key) []byte {
 	t.Helper()
 	type ider interface{ ID() []byte }
