@@ -140,37 +140,13 @@ func (s *uploadServer) upload(t testing.TB, query, contentType, password string,
 // AES-256-CBC) asking for iter iterations; its ciphertext is one block of
 // zeros, since it must be refused before anything is decrypted.
 func costlyKeyPEM(t testing.TB, iter int) []byte {
-	type ai struct {
-		Algorithm  asn1.ObjectIdentifier
-		Parameters asn1.RawValue `asn1:"optional"`
-	}
-	kdf, _ := asn1.Marshal(struct {
-		Salt           []byte
-		IterationCount int
-	}{make([]byte, 16), iter})
-	iv, _ := asn1.Marshal(make([]byte, 16))
-	p2, _ := asn1.Marshal(struct{ KDF, Enc ai }{
-		ai{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}, asn1.RawValue{FullBytes: kdf}},
-		ai{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}, asn1.RawValue{FullBytes: iv}},
-	})
-	der, err := asn1.Marshal(struct {
-		Alg  ai
-		Data []byte
-	}{ai{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}, asn1.RawValue{FullBytes: p2}}, make([]byte, 16)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der})
+	return pbes2KeyPEM(t, make([]byte, 16), iter, make([]byte, aes.BlockSize), make([]byte, aes.BlockSize))
 }
 
 // encryptedKeyPEM encrypts key as an "ENCRYPTED PRIVATE KEY" (PBES2,
 // PBKDF2-HMAC-SHA-1 with iter iterations, AES-256-CBC): what `openssl
 // pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA1 -iter ITER` writes.
 func encryptedKeyPEM(t testing.TB, key *rsa.PrivateKey, password string, iter int) []byte {
-	type ai struct {
-		Algorithm  asn1.ObjectIdentifier
-		Parameters asn1.RawValue `asn1:"optional"`
-	}
 	salt, iv := make([]byte, 16), make([]byte, aes.BlockSize)
 	rand.Read(salt)
 	rand.Read(iv)
@@ -187,6 +163,21 @@ func encryptedKeyPEM(t testing.TB, key *rsa.PrivateKey, password string, iter in
 	b, _ := aes.NewCipher(k)
 	ct := make([]byte, len(pt))
 	cipher.NewCBCEncrypter(b, iv).CryptBlocks(ct, pt)
+	out := pbes2KeyPEM(t, salt, iter, iv, ct)
+	// The daemon must read it back, or the seed tests nothing.
+	if _, err := pki.ParsePrivateKey(out, func() ([]byte, error) { return []byte(password), nil }); err != nil {
+		t.Fatalf("encryptedKeyPEM: pki does not read it: %v", err)
+	}
+	return out
+}
+
+// pbes2KeyPEM assembles an EncryptedPrivateKeyInfo (PBES2 with
+// PBKDF2-HMAC-SHA-1 of salt and iter, AES-256-CBC with iv) around ct.
+func pbes2KeyPEM(t testing.TB, salt []byte, iter int, iv, ct []byte) []byte {
+	type ai struct {
+		Algorithm  asn1.ObjectIdentifier
+		Parameters asn1.RawValue `asn1:"optional"`
+	}
 	kdf, _ := asn1.Marshal(struct {
 		Salt           []byte
 		IterationCount int
@@ -202,10 +193,6 @@ func encryptedKeyPEM(t testing.TB, key *rsa.PrivateKey, password string, iter in
 	}{ai{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}, asn1.RawValue{FullBytes: p2}}, ct})
 	if err != nil {
 		t.Fatal(err)
-	}
-	// The daemon must read it back, or the seed tests nothing.
-	if _, err := pki.ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der}), func() ([]byte, error) { return []byte(password), nil }); err != nil {
-		t.Fatalf("encryptedKeyPEM: pki does not read it: %v", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der})
 }
