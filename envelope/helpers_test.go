@@ -114,3 +114,17 @@ func opensslErr(t testing.TB, stdin []byte, args ...string) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
+
+// locate locates the envelope env and unwraps its data key as c.
+func locate(t testing.TB, env []byte, c *testenv.Cert) (*envelope.Located, *envelope.DataKey) {
+	t.Helper()
+	l, err := envelope.Locate(bytes.NewReader(env), int64(len(env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err := l.UnwrapKey(ids(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, dk
+}

@@ -319,14 +319,7 @@ func TestSeekableGCMTamper(t *testing.T) {
 	c := cert(t, "seek")
 	pt := payload(100000)
 	env := encrypt(t, pt, []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Cipher: envelope.AES256GCM, Length: int64(len(pt))})
-	l, err := envelope.Locate(bytes.NewReader(env), int64(len(env)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dk, err := l.UnwrapKey(ids(c))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, dk := locate(t, env, c)
 	for _, at := range []int{len(env) / 2, len(env) - 3} { // content; tag
 		bad := bytes.Clone(env)
 		bad[at] ^= 1

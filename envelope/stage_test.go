@@ -66,14 +66,7 @@ func TestSeekableStageLimit(t *testing.T) {
 	c := cert(t, "alice")
 	pt := payload(chunk + 7)
 	env := encrypt(t, pt, []envelope.Recipient{{Certificate: c.Cert}}, &envelope.Options{Cipher: envelope.AES256GCM, Length: int64(len(pt))})
-	l, err := envelope.Locate(bytes.NewReader(env), int64(len(env)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dk, err := l.UnwrapKey(ids(c))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, dk := locate(t, env, c)
 	if _, err := l.OpenSeekable(bytes.NewReader(env), dk, &envelope.SeekOptions{TempDir: t.TempDir(), StageLimit: int64(len(pt)) - 1}); !errors.Is(err, envelope.ErrStageLimit) {
 		t.Fatalf("over StageLimit: %v", err)
 	}
